@@ -1,0 +1,197 @@
+"""The math every paper shares, written once.
+
+Every function here is a small, pure, batched and differentiable torch function that works on
+whatever device its inputs live on. Method modules import these; none re-implements them.
+
+Conventions: an *assignment matrix* is an ``(n, k)`` tensor whose rows are probability
+distributions over ``k`` clusters. Logarithms are natural (results are in nats).
+Functions that return one value per row take ``reduction``: ``"mean"`` (default, what a loss
+wants), ``"sum"`` or ``"none"`` (the per-row values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+__all__ = [
+    "student_t_assignment",
+    "target_distribution",
+    "kl_divergence",
+    "js_divergence",
+    "entropy",
+    "cluster_size_regularizer",
+    "align_clusters",
+    "iic_mutual_information",
+    "sinkhorn",
+    "squared_distances",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _safe_log(x: torch.Tensor) -> torch.Tensor:
+    # Clamping at the dtype's smallest normal keeps log finite (and its gradient finite) at 0,
+    # while x * _safe_log(x) is still exactly 0 there: the 0 log 0 = 0 convention.
+    return torch.log(x.clamp_min(torch.finfo(x.dtype).tiny))
+
+
+def _check_assignment_pair(p: torch.Tensor, q: torch.Tensor, what: str) -> None:
+    if p.shape != q.shape:
+        raise ValueError(f"{what}: shapes differ, {tuple(p.shape)} vs {tuple(q.shape)}")
+    if p.dim() != 2:
+        raise ValueError(f"{what}: expected (n, k) assignment matrices, got {p.dim()}-d tensors")
+
+
+def squared_distances(z: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Pairwise squared Euclidean distances ``||z_i - mu_j||^2`` as an ``(n, k)`` tensor.
+
+    Uses the expansion ``|z|^2 - 2 z.mu + |mu|^2`` (no ``(n, k, d)`` intermediate, so it scales
+    to large batches) and clamps the small negative round-off at 0.
+    """
+    if z.dim() != 2 or centers.dim() != 2 or z.shape[1] != centers.shape[1]:
+        raise ValueError(
+            f"squared_distances: need z (n, d) and centers (k, d), got {tuple(z.shape)} and {tuple(centers.shape)}"
+        )
+    d = (z * z).sum(1, keepdim=True) - 2.0 * z @ centers.T + (centers * centers).sum(1)[None, :]
+    return d.clamp_min(0.0)
+
+
+def student_t_assignment(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Soft assignment by a Student's t kernel, DEC (Xie et al. 2016) eq. (1).
+
+    ``q_ij = (1 + |z_i - mu_j|^2 / alpha)^(-(alpha+1)/2) / sum_j' (...)``. JECL eq. (1)-(2) and
+    CIGIT-C eq. (2) use it with ``alpha = 1`` (their delta). Computed as a softmax of log-kernels,
+    so rows sum to 1 to rounding even for far-away points.
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha (degrees of freedom) must be > 0, got {alpha}")
+    logits = -(alpha + 1.0) / 2.0 * torch.log1p(squared_distances(z, centers) / alpha)
+    return torch.softmax(logits, dim=1)
+
+
+def target_distribution(q: torch.Tensor) -> torch.Tensor:
+    """Auxiliary target distribution, DEC eq. (3) (= CIGIT-C eq. (3)).
+
+    ``p_ij = (q_ij^2 / f_j) / sum_j' (q_ij'^2 / f_j')`` with ``f_j = sum_i q_ij`` the soft cluster
+    frequency. Squaring sharpens confident assignments; dividing by ``f_j`` stops large clusters
+    from absorbing everything. Callers usually compute it under ``torch.no_grad()``.
+    """
+    if q.dim() != 2:
+        raise ValueError(f"target_distribution: expected an (n, k) matrix, got shape {tuple(q.shape)}")
+    weight = q * q / q.sum(0, keepdim=True).clamp_min(torch.finfo(q.dtype).tiny)
+    return weight / weight.sum(1, keepdim=True)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Row-wise KL(p || q) = sum_j p_j log(p_j / q_j), DEC eq. (2), JECL eq. (3)-(4), CIGIT-C eq. (4).
+
+    Terms with ``p_j = 0`` contribute 0. ``reduction="mean"`` averages over rows (DEC's batch mean).
+    """
+    _check_assignment_pair(p, q, "kl_divergence")
+    per_row = (p * (_safe_log(p) - _safe_log(q))).sum(1)
+    return _reduce(per_row, reduction)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Row-wise Jensen-Shannon divergence in nats, JECL eq. (6) (the alignment loss).
+
+    ``JSD(p, q) = KL(p || m)/2 + KL(q || m)/2`` with ``m = (p + q)/2``. Symmetric, in
+    ``[0, ln 2]``, zero iff ``p == q``, and finite even where either has zeros.
+    """
+    _check_assignment_pair(p, q, "js_divergence")
+    m = 0.5 * (p + q)
+    log_m = _safe_log(m)
+    per_row = 0.5 * (p * (_safe_log(p) - log_m)).sum(1) + 0.5 * (q * (_safe_log(q) - log_m)).sum(1)
+    return _reduce(per_row.clamp_min(0.0), reduction)
+
+
+def entropy(p: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Row-wise Shannon entropy ``-sum_j p_j log p_j`` in nats (MCA / SIC entropy term, DMIM eq. (4)).
+
+    Pass a 1-d tensor to get the entropy of a single distribution (e.g. the mean assignment).
+    """
+    if p.dim() == 1:
+        return -(p * _safe_log(p)).sum()
+    return _reduce(-(p * _safe_log(p)).sum(1), reduction)
+
+
+def cluster_size_regularizer(q: torch.Tensor) -> torch.Tensor:
+    """Distribution regulariser KL(f || u), JECL eq. (8)-(11).
+
+    ``f = mean_i q_i`` is the soft cluster frequency of the batch and ``u`` the uniform
+    distribution over ``k`` clusters. It is 0 for perfectly balanced clusters and grows to
+    ``ln k`` as the assignment collapses into one cluster, so it penalises empty and tiny clusters.
+    """
+    if q.dim() != 2:
+        raise ValueError(f"cluster_size_regularizer: expected an (n, k) matrix, got shape {tuple(q.shape)}")
+    f = q.mean(0)
+    k = q.shape[1]
+    return (f * (_safe_log(f) + np.log(k))).sum()
+
+
+def align_clusters(q_a: torch.Tensor, q_b: torch.Tensor) -> torch.Tensor:
+    """Permutation of b's clusters that best matches a's, JECL Section III-e (Hungarian alignment).
+
+    Builds the soft co-assignment matrix ``C = q_a^T q_b`` (``C[i, j]`` = expected number of
+    samples put in cluster ``i`` by a and ``j`` by b) and solves the assignment problem that
+    maximises the matched mass. Returns ``perm`` (a LongTensor of length k on q_b's device) such
+    that ``q_b[:, perm]`` is aligned to ``q_a``: column ``i`` of the result is b's cluster matched to a's
+    cluster ``i``. Not differentiable (a discrete choice); the caller applies the permutation.
+    """
+    _check_assignment_pair(q_a, q_b, "align_clusters")
+    overlap = (q_a.detach().T @ q_b.detach()).double().cpu().numpy()
+    rows, cols = linear_sum_assignment(overlap, maximize=True)
+    perm = np.empty(overlap.shape[0], dtype=np.int64)
+    perm[rows] = cols
+    return torch.as_tensor(perm, device=q_b.device)
+
+
+def iic_mutual_information(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
+    """Mutual information of the paired cluster assignments, IIC (Ji et al. 2019) eq. (3); DMIM eq. (2).
+
+    The joint ``P = (1/n) sum_i p_a_i p_b_i^T`` is symmetrised, ``(P + P^T)/2``, because the two
+    heads are exchangeable; ``I = sum P_ij (log P_ij - log P_i - log P_j)``. Returns I (maximise it;
+    the loss is ``-I``). It is ln k for a perfect one-to-one joint and 0 for independent heads.
+    """
+    _check_assignment_pair(p_a, p_b, "iic_mutual_information")
+    joint = p_a.T @ p_b / p_a.shape[0]
+    joint = 0.5 * (joint + joint.T)
+    joint = joint / joint.sum()
+    marg_i = joint.sum(1, keepdim=True)
+    marg_j = joint.sum(0, keepdim=True)
+    return (joint * (_safe_log(joint) - _safe_log(marg_i) - _safe_log(marg_j))).sum()
+
+
+def sinkhorn(scores: torch.Tensor, n_iter: int = 3, epsilon: float = 0.05) -> torch.Tensor:
+    """Balanced soft pseudo-labels by Sinkhorn-Knopp (SwAV, Caron et al. 2020, eq. (3)); DMIM's pseudo-labels.
+
+    ``scores`` are ``(n, k)`` logits. Returns an ``(n, k)`` matrix whose rows sum to 1 and whose
+    columns each sum to ``n / k`` after the final column step; more iterations make both hold at once.
+    Computed in log-space, so small ``epsilon`` does not overflow. No gradient flows (pseudo-labels).
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"sinkhorn: expected (n, k) scores, got shape {tuple(scores.shape)}")
+    if n_iter < 1:
+        raise ValueError(f"sinkhorn: n_iter must be >= 1, got {n_iter}")
+    if epsilon <= 0:
+        raise ValueError(f"sinkhorn: epsilon must be > 0, got {epsilon}")
+    n, k = scores.shape
+    with torch.no_grad():
+        log_q = scores.detach().double() / epsilon
+        for _ in range(n_iter):
+            # columns to mass n/k each, then rows to mass 1 each
+            log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + np.log(n / k)
+            log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True)
+        return log_q.exp().to(scores.dtype)

@@ -1,0 +1,1 @@
+"""Reproduction harness: references, verdicts, runner, store, report."""

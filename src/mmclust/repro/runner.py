@@ -1,0 +1,325 @@
+"""Runs: one configuration in, one stored result out; grids of them on a local or Dask engine.
+
+A run is ``(method, variant, dataset, protocol, missing_rate, seed, overrides)``. Its identity
+(``run_id``) is a hash of those fields *with every hyperparameter resolved* and the data file's
+sha256, so changing a default or the data starts new runs and never mixes them into old ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import DataError, apply_protocol
+from ..data import registry as _registry
+from ..data.protocols import PROTOCOLS
+from ..metrics import evaluate, nmi
+from .store import ResultStore
+
+__all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "environment_fingerprint"]
+
+# Parameters that say where/how verbosely a run happens, not what it computes: not part of the identity.
+_NON_IDENTITY_PARAMS = ("device", "verbose")
+
+
+def _methods():
+    from ..methods import METHODS
+
+    return METHODS
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    dataset: str
+    variant: str = "full"
+    protocol: str = "paired"
+    missing_rate: float | None = None
+    seed: int = 0
+    overrides: dict = field(default_factory=dict)
+    device: str = "auto"
+
+    def method_class(self):
+        methods = _methods()
+        if self.method not in methods:
+            raise DataError(f"unknown method {self.method!r}; valid: {', '.join(sorted(methods))}")
+        return methods[self.method]
+
+    def validate(self) -> "RunSpec":
+        """Every name known and every setting possible; raises DataError naming the problem."""
+        cls = self.method_class()
+        variants = getattr(cls, "VARIANTS", {"full": {}})
+        if self.variant not in variants:
+            raise DataError(f"method {self.method!r} has no variant {self.variant!r}; valid: {', '.join(variants)}")
+        _registry.get_spec(self.dataset)
+        if self.protocol not in PROTOCOLS:
+            raise DataError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.protocol == "incomplete":
+            if self.missing_rate is None or not 0.0 <= self.missing_rate <= 1.0:
+                raise DataError(f"protocol 'incomplete' needs --missing-rate in [0, 1], got {self.missing_rate}")
+        elif self.missing_rate is not None:
+            raise DataError(f"missing_rate only applies to protocol 'incomplete', not {self.protocol!r}")
+        self.resolved_params()
+        return self
+
+    def resolved_params(self) -> dict:
+        """Constructor defaults < the paper's per-dataset settings < the variant's flags < overrides."""
+        cls = self.method_class()
+        params = cls().get_params()
+        params.update(getattr(cls, "params_for_dataset", lambda name: {})(self.dataset))
+        params.update(getattr(cls, "VARIANTS", {"full": {}})[self.variant])
+        unknown = set(self.overrides) - set(params)
+        if unknown:
+            raise DataError(f"method {self.method!r} has no parameter(s) {sorted(unknown)}; valid: {', '.join(sorted(params))}")
+        params.update(self.overrides)
+        if "random_state" in params:
+            params["random_state"] = self.seed
+        return params
+
+    def identity(self) -> dict:
+        params = {k: v for k, v in self.resolved_params().items() if k not in _NON_IDENTITY_PARAMS}
+        return {
+            "method": self.method, "variant": self.variant, "dataset": self.dataset, "protocol": self.protocol,
+            "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
+            "seed": int(self.seed), "overrides": dict(self.overrides), "params": params,
+            "data_sha256": _registry.data_sha256(self.dataset),
+        }
+
+
+def run_id_of(spec: RunSpec) -> str:
+    ident = spec.identity()
+    ident.pop("overrides")  # already folded into params; keeps {} and {"x": default} the same run
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_dataset(name: str):
+    # datasets are immutable (read-only arrays), so one copy per process serves every run
+    return _registry.load(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _git_sha() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and sha:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def environment_fingerprint() -> dict:
+    import scipy
+    import sklearn
+    import torch
+
+    env = {
+        "python": platform.python_version(), "platform": platform.platform(), "numpy": np.__version__,
+        "scipy": scipy.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__,
+        "cuda": torch.version.cuda, "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def _peak_cpu_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / 1024.0**2
+
+
+def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = True, force: bool = False) -> dict:
+    """Run one configuration and (with a store) record it. Never raises for a failed fit.
+
+    With a store, a run already ``done`` is skipped (returns the stored row) unless ``force``.
+    A fit that raises or diverges is recorded as ``failed`` with its error and epoch.
+    """
+    import torch
+
+    from ..methods import DivergenceError
+    from ..runtime import resolve_device
+
+    spec.validate()
+    run_id = run_id_of(spec)
+    ident = spec.identity()
+    if store is not None and not force and store.status_of(run_id) == "done":
+        row = store.get(run_id)
+        row["skipped"] = True
+        return row
+    if store is not None:
+        store.start(run_id, ident)
+    device = resolve_device(spec.device)
+    result = {"run_id": run_id, **{k: ident[k] for k in ("method", "variant", "dataset", "protocol", "missing_rate", "seed")},
+              "device": str(device), "metrics": None, "history": None, "error": None, "failed_epoch": None}
+    t0 = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    estimator = None
+    try:
+        ds = apply_protocol(_cached_dataset(spec.dataset), spec.protocol, seed=spec.seed, missing_rate=spec.missing_rate)
+        params = spec.resolved_params()
+        if "device" in params:
+            params["device"] = str(device)
+        if "verbose" in params:
+            params["verbose"] = not quiet
+        estimator = spec.method_class()(**params)
+        estimator.fit(ds)
+        labels = np.asarray(estimator.labels_)
+        metrics = evaluate(ds.labels, labels)
+        metrics["nmi_geometric"] = nmi(ds.labels, labels, average_method="geometric")
+        result.update(status="done", metrics=metrics)
+    except DivergenceError as err:
+        result.update(status="failed", error=f"diverged: {err}", failed_epoch=err.epoch)
+    except Exception as err:  # noqa: BLE001 - a sweep records the failure and goes on
+        result.update(status="failed", error=f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=4)}")
+        result["failed_epoch"] = len(getattr(estimator, "history_", []) or []) or None
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    result["wall_time_s"] = time.perf_counter() - t0
+    result["history"] = getattr(estimator, "history_", None)
+    result["peak_cpu_mb"] = _peak_cpu_mb()
+    result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    result["environment"] = environment_fingerprint()
+    result["git_sha"] = _git_sha()
+    if store is not None:
+        store.finish(run_id, status=result["status"], metrics=result["metrics"], history=_jsonable(result["history"]),
+                     wall_time_s=result["wall_time_s"], peak_cpu_mb=result["peak_cpu_mb"], peak_cuda_mb=result["peak_cuda_mb"],
+                     device=result["device"], environment=result["environment"], git_sha=result["git_sha"],
+                     error=result["error"], failed_epoch=result["failed_epoch"])
+    return result
+
+
+def _jsonable(history):
+    if history is None:
+        return None
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, (np.floating, np.integer)):
+            return clean(v.item())
+        return v
+
+    return [{k: clean(v) for k, v in row.items()} for row in history]
+
+
+def open_store_for(path: str | os.PathLike, must_exist: bool = False) -> ResultStore:
+    path = Path(path)
+    if must_exist and not path.is_file():
+        raise FileNotFoundError(f"result store {path} does not exist; run `mmclust reproduce` first or pass --db")
+    return ResultStore(path)
+
+
+# -- grids --------------------------------------------------------------------------------------
+def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
+               max_epochs: int | None = None) -> tuple[list[RunSpec], list[dict]]:
+    """The runs a paper's reference file asks for, and the cells that cannot run (with why).
+
+    One configuration per distinct (method, variant, dataset, protocol, missing_rate) among the
+    paper's testable cells; ``runs`` seeds each (0..runs-1). A cell runs on the paper's data when
+    present, else on its declared stand-in (verdict ``features_differ``), else it is ``data_absent``.
+    """
+    from .references import load_references, run_plan
+
+    if runs < 1:
+        raise DataError(f"runs must be >= 1, got {runs}")
+    refs = load_references(paper)
+    plan, skipped = run_plan(refs, table=table, datasets=datasets)
+    specs = []
+    methods = _methods()
+    for cfg in plan:
+        overrides = {}
+        if max_epochs is not None and "max_epochs" in methods[cfg["method"]]().get_params():
+            overrides["max_epochs"] = int(max_epochs)
+        for seed in range(runs):
+            specs.append(RunSpec(method=cfg["method"], variant=cfg["variant"], dataset=cfg["run_dataset"],
+                                 protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
+                                 overrides=overrides, device=device))
+    return specs, skipped
+
+
+def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool) -> dict:
+    # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection
+    store = ResultStore(db_path)
+    try:
+        res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet)
+        return {"run_id": res["run_id"], "status": res["status"], "skipped": bool(res.get("skipped"))}
+    finally:
+        store.close()
+
+
+def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
+              engine: str = "local", scheduler: str | None = None, n_jobs: int = 1, store: ResultStore | None = None,
+              quiet: bool = False, max_epochs: int | None = None, client=None) -> dict:
+    """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
+
+    Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
+    because every finished run is one committed row and is skipped on restart.
+    """
+    from tqdm.auto import tqdm
+
+    if engine not in ("local", "dask"):
+        raise DataError(f"unknown engine {engine!r}; valid: local, dask")
+    store = store or ResultStore("results.db")
+    specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs)
+    todo = [s for s in specs if store.status_of(run_id_of(s)) != "done"]
+    summary = {"planned": len(specs), "skipped": len(specs) - len(todo), "done": 0, "failed": 0, "cells_not_run": skipped_cells}
+    if not todo:
+        return summary
+    payload = [asdict(s) for s in todo]
+    if engine == "local" and n_jobs == 1:
+        outcomes = []
+        for s in tqdm(todo, desc=f"{paper} runs", disable=quiet, unit="run"):
+            res = execute_run(s, store=store, quiet=True)
+            outcomes.append({"status": res["status"]})
+    elif engine == "local":
+        from joblib import Parallel, delayed
+
+        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, str(store.path), True) for p in payload)
+    else:
+        outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet)
+    for o in outcomes:
+        summary["done" if o["status"] == "done" else "failed"] += 1
+    return summary
+
+
+def _run_on_dask(payload: list[dict], db_path: str, scheduler: str | None, client=None, quiet: bool = True) -> list[dict]:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as err:
+        raise DataError("engine 'dask' needs the dask extra: pip install 'mmclust[dask]'") from err
+    own = client is None
+    if own:
+        if not scheduler:
+            raise DataError("engine 'dask' needs --scheduler ADDRESS of a running Dask scheduler")
+        client = Client(scheduler)
+    try:
+        futures = [client.submit(_run_in_worker, p, db_path, True, pure=False) for p in payload]
+        return [f.result() for f in as_completed(futures)]
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,38 @@
+"""The command line: the README's main job, dataset listing, and clear usage errors (exit 2, nothing written)."""
+
+import pytest
+
+from mmclust.cli import main
+
+
+def test_datasets_lists_present_files(capsys, load_real):
+    load_real("bdgp")
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bdgp", "wiki_sift_lda", "wiki_roph", "scene15", "uci_digits"):
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert " present " in line
+    assert main(["datasets", "--all"]) == 0
+    assert "jecl_coco_cross.npz" in capsys.readouterr().out
+
+
+def test_run_kmeans_on_synthetic_prints_metrics(capsys):
+    assert main(["run", "kmeans", "--dataset", "synthetic", "--seed", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("acc=")[1].split()[0])
+    assert 0.5 < acc <= 1.0
+    for key in ("nmi=", "ari=", "f_score=", "purity="):
+        assert key in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["run", "nosuch", "--dataset", "synthetic"], "unknown method 'nosuch'; valid: "),
+    (["run", "kmeans", "--dataset", "nosuch"], "unknown dataset 'nosuch'; valid: "),
+    (["run", "kmeans", "--dataset", "synthetic", "--protocol", "incomplete"], "needs --missing-rate"),
+    (["run", "kmeans", "--dataset", "synthetic", "--set", "bogus=1"], "no parameter(s) ['bogus']"),
+])
+def test_usage_errors_exit_2_and_write_nothing(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv + ["--db", "out.db"]) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "out.db").exists()

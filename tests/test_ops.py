@@ -1,0 +1,190 @@
+"""Properties of the shared math (mmclust.ops), each checked on generated inputs."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmclust import ops
+
+
+def _assignments(seed, n, k, temperature=1.0, zeros=False):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.softmax(torch.randn(n, k, generator=g, dtype=torch.float64) / temperature, dim=1)
+    if zeros:
+        q[:, 0] = 0.0
+        q = q / q.sum(1, keepdim=True)
+    return q
+
+
+shapes = st.tuples(st.integers(0, 10_000), st.integers(1, 40), st.integers(2, 8))
+
+
+@given(shapes, st.floats(0.2, 5.0))
+def test_student_t_rows_are_distributions(shape, alpha):
+    seed, n, k = shape
+    g = torch.Generator().manual_seed(seed)
+    z, c = torch.randn(n, 5, generator=g) * 10, torch.randn(k, 5, generator=g)
+    q = ops.student_t_assignment(z, c, alpha)
+    assert q.shape == (n, k)
+    assert torch.all(q >= 0)
+    torch.testing.assert_close(q.sum(1), torch.ones(n))
+
+
+def test_student_t_matches_dec_formula():
+    z = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    c = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    # hand-computed DEC eq. (1) with alpha = 1: kernel = 1 / (1 + d^2)
+    k = torch.tensor([[1.0, 1 / 10], [1 / 26, 1 / 17]])
+    torch.testing.assert_close(ops.student_t_assignment(z, c), k / k.sum(1, keepdim=True))
+    with pytest.raises(ValueError, match="alpha"):
+        ops.student_t_assignment(z, c, alpha=0)
+
+
+@given(shapes)
+def test_target_distribution_sums_to_one_and_sharpens(shape):
+    seed, n, k = shape
+    q = _assignments(seed, n, k)
+    p = ops.target_distribution(q)
+    torch.testing.assert_close(p.sum(1), torch.ones(n, dtype=q.dtype))
+    # sharpening: with balanced frequencies the target is more confident than q (lower entropy)
+    q_bal = _assignments(seed, n * k, k)
+    q_bal = torch.cat([q_bal.roll(i, dims=1) for i in range(k)])  # exactly balanced columns
+    p_bal = ops.target_distribution(q_bal)
+    assert ops.entropy(p_bal, "none").le(ops.entropy(q_bal, "none") + 1e-12).all()
+
+
+def test_target_distribution_hand_computed():
+    q = torch.tensor([[0.8, 0.2], [0.4, 0.6]], dtype=torch.float64)
+    f = q.sum(0)
+    w = q**2 / f
+    torch.testing.assert_close(ops.target_distribution(q), w / w.sum(1, keepdim=True))
+
+
+@given(shapes, st.booleans())
+def test_kl_nonnegative_and_zero_on_equal(shape, zeros):
+    seed, n, k = shape
+    p, q = _assignments(seed, n, k, zeros=zeros), _assignments(seed + 1, n, k)
+    assert ops.kl_divergence(p, q, "none").ge(-1e-12).all()
+    assert ops.kl_divergence(p, p).abs() < 1e-12
+
+
+def test_kl_matches_torch():
+    p, q = _assignments(0, 20, 4), _assignments(1, 20, 4)
+    ref = torch.nn.functional.kl_div(q.log(), p, reduction="batchmean")
+    torch.testing.assert_close(ops.kl_divergence(p, q), ref)
+
+
+@given(shapes, st.booleans(), st.floats(0.05, 5.0))
+def test_jsd_symmetric_bounded_finite(shape, zeros, temp):
+    seed, n, k = shape
+    p, q = _assignments(seed, n, k, temp, zeros=zeros), _assignments(seed + 7, n, k, temp)
+    a, b = ops.js_divergence(p, q, "none"), ops.js_divergence(q, p, "none")
+    torch.testing.assert_close(a, b)
+    assert torch.isfinite(a).all()
+    assert a.ge(0).all() and a.le(math.log(2) + 1e-9).all()
+    assert ops.js_divergence(p, p, "none").abs().max() < 1e-12
+
+
+def test_jsd_reaches_ln2_for_disjoint_supports():
+    p = torch.tensor([[1.0, 0.0]])
+    q = torch.tensor([[0.0, 1.0]])
+    assert abs(ops.js_divergence(p, q).item() - math.log(2)) < 1e-6
+
+
+@given(st.integers(0, 1000), st.integers(2, 8))
+def test_cluster_size_regularizer_larger_when_cluster_empties(seed, k):
+    n = 50 * k
+    uniform = torch.full((n, k), 1.0 / k)
+    assert ops.cluster_size_regularizer(uniform).abs() < 1e-6
+    collapsed = torch.zeros(n, k)
+    collapsed[:, 0] = 1
+    assert abs(ops.cluster_size_regularizer(collapsed).item() - math.log(k)) < 1e-5
+    q = _assignments(seed, n, k).float()
+    emptied = q.clone()
+    emptied[:, 1] = 0
+    emptied = emptied / emptied.sum(1, keepdim=True)
+    assert ops.cluster_size_regularizer(emptied) > ops.cluster_size_regularizer(q)
+
+
+@given(st.integers(0, 1000), st.integers(2, 7))
+def test_align_clusters_recovers_known_permutation_and_is_relabel_invariant(seed, k):
+    q_a = _assignments(seed, 30 * k, k, temperature=0.3)
+    rng = np.random.default_rng(seed)
+    sigma = torch.as_tensor(rng.permutation(k))
+    q_b = q_a[:, sigma]  # b is a with its clusters relabelled
+    perm = ops.align_clusters(q_a, q_b)
+    torch.testing.assert_close(q_b[:, perm], q_a)
+    # relabel b again: the aligned result must not change
+    tau = torch.as_tensor(rng.permutation(k))
+    noisy_b = _assignments(seed + 3, 30 * k, k)
+    aligned = noisy_b[:, ops.align_clusters(q_a, noisy_b)]
+    relabelled = noisy_b[:, tau]
+    torch.testing.assert_close(relabelled[:, ops.align_clusters(q_a, relabelled)], aligned)
+
+
+def test_align_clusters_brute_force_small():
+    q_a, q_b = _assignments(3, 12, 3), _assignments(4, 12, 3)
+    overlap = (q_a.T @ q_b).numpy()
+    best = max(itertools.permutations(range(3)), key=lambda p: sum(overlap[i, p[i]] for i in range(3)))
+    assert ops.align_clusters(q_a, q_b).tolist() == list(best)
+
+
+@given(st.integers(2, 10))
+def test_iic_mi_perfect_and_independent(k):
+    eye = torch.eye(k, dtype=torch.float64).repeat(7, 1)
+    assert abs(ops.iic_mutual_information(eye, eye).item() - math.log(k)) < 1e-9
+    uniform = torch.full((7 * k, k), 1.0 / k, dtype=torch.float64)
+    assert abs(ops.iic_mutual_information(eye, uniform).item()) < 1e-9
+
+
+@given(shapes, st.integers(3, 50))
+def test_sinkhorn_balanced(shape, n_iter):
+    seed, n, k = shape
+    n = max(n, k) * 5
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(n, k, generator=g, dtype=torch.float64) * 2
+    q = ops.sinkhorn(scores, n_iter=n_iter + 50, epsilon=0.5)
+    torch.testing.assert_close(q.sum(1), torch.ones(n, dtype=q.dtype))
+    torch.testing.assert_close(q.sum(0), torch.full((k,), n / k, dtype=q.dtype), atol=1e-3 * n, rtol=0)
+    assert torch.isfinite(ops.sinkhorn(scores * 100, epsilon=0.01)).all()  # no overflow at small epsilon
+
+
+def test_sinkhorn_rejects_bad_settings():
+    with pytest.raises(ValueError, match="epsilon"):
+        ops.sinkhorn(torch.zeros(4, 2), epsilon=0)
+    with pytest.raises(ValueError, match="n_iter"):
+        ops.sinkhorn(torch.zeros(4, 2), n_iter=0)
+
+
+def test_entropy_values():
+    assert abs(ops.entropy(torch.full((4,), 0.25)).item() - math.log(4)) < 1e-6
+    assert ops.entropy(torch.tensor([[1.0, 0.0]])).item() == 0.0
+
+
+@given(st.integers(0, 1000))
+def test_gradients_finite_even_with_hard_zeros(seed):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(16, 4, generator=g, requires_grad=True)
+    c = torch.randn(3, 4, generator=g, requires_grad=True)
+    q = ops.student_t_assignment(z, c)
+    p = ops.target_distribution(q).detach()
+    hard = torch.zeros(16, 3)
+    hard[:, 0] = 1
+    loss = (ops.kl_divergence(p, q) + ops.js_divergence(q, hard) + ops.cluster_size_regularizer(q)
+            - ops.iic_mutual_information(q, q) + ops.entropy(q))
+    loss.backward()
+    assert torch.isfinite(z.grad).all() and torch.isfinite(c.grad).all()
+
+
+def test_mismatched_shapes_raise():
+    with pytest.raises(ValueError, match="shapes differ"):
+        ops.kl_divergence(torch.ones(3, 2) / 2, torch.ones(3, 3) / 3)
+    with pytest.raises(ValueError, match="reduction"):
+        ops.kl_divergence(torch.ones(3, 2) / 2, torch.ones(3, 2) / 2, reduction="avg")
+    with pytest.raises(ValueError, match="centers"):
+        ops.student_t_assignment(torch.ones(3, 2), torch.ones(2, 3))
