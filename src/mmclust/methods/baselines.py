@@ -30,6 +30,8 @@ class KMeansBaseline(MultiModalClusterer):
     ``labels_`` are k-means' hard assignments.
     """
 
+    VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
+
     def __init__(self, n_clusters=None, view="concat", n_init=20, standardize=False, random_state=None):
         self.n_clusters = n_clusters
         self.view = view
@@ -42,6 +44,9 @@ class KMeansBaseline(MultiModalClusterer):
             names = list(ds.views)
         elif self.view in ds.views:
             names = [self.view]
+        elif self.view in ("image", "text") and len(ds.views) >= 2:
+            # stand-in data sets name their views otherwise (gist/lbp, ...): the first view plays the image
+            names = [list(ds.views)[0 if self.view == "image" else 1]]
         else:
             raise DataError(f"{ds.name}: unknown view {self.view!r}; valid: 'concat', {', '.join(map(repr, ds.views))}")
         parts = []
