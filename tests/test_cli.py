@@ -36,3 +36,30 @@ def test_usage_errors_exit_2_and_write_nothing(argv, msg, capsys, tmp_path, monk
     assert main(argv + ["--db", "out.db"]) == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "out.db").exists()
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["reproduce", "nosuch"], "unknown paper 'nosuch'; valid: jecl, cigit_c"),
+    (["reproduce", "cigit_c", "--dataset", "atlantis"], "unknown dataset 'atlantis'"),
+    (["reproduce", "cigit_c", "--runs", "0"], "runs must be >= 1"),
+    (["reproduce", "cigit_c", "--table", "99"], "no table '99'"),
+    (["report", "nosuch"], "unknown paper"),
+    (["report", "cigit_c"], "does not exist"),
+])
+def test_harness_usage_errors(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert msg in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reproduce_report_results_end_to_end(capsys, tmp_path, monkeypatch, load_real):
+    load_real("bdgp")
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "cigit_c", "--dataset", "bdgp", "--runs", "1", "--quiet", "--no-plots", "--max-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "runs done" in out and (tmp_path / "reports" / "cigit_c.md").is_file()
+    assert main(["results"]) == 0
+    assert "bdgp" in capsys.readouterr().out
+    md = (tmp_path / "reports" / "cigit_c.md").read_text()
+    assert "**Summary:**" in md and "| 8 | cigit_c | full | bdgp | incomplete 50% | ACC | 62.74 |" in md

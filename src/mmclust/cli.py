@@ -74,8 +74,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .repro.runner import open_store_for, reproduce
+    from .repro.references import load_references
+    from .repro.runner import build_grid, open_store_for, reproduce
 
+    load_references(args.paper)  # unknown paper: exit 2 before anything is written
+    build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device)
+    from .data.registry import get_spec
+
+    for d in args.dataset or []:
+        get_spec(d)
     store = open_store_for(args.db)
     summary = reproduce(
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
@@ -93,9 +100,11 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .repro.references import load_references
     from .repro.report import write_report
     from .repro.runner import open_store_for
 
+    load_references(args.paper)
     store = open_store_for(args.db, must_exist=True)
     paths = write_report(args.paper, store, args.out, plots=not args.no_plots)
     for p in paths:

@@ -89,7 +89,7 @@ def compare(paper: str, store: ResultStore) -> dict:
     summary = defaultdict(int)
     for r in rows:
         summary[r["verdict"]] += 1
-    return {"paper": paper, "meta": refs.meta, "rows": rows, "claims": claims, "summary": dict(summary),
+    return {"paper": refs.paper, "meta": refs.meta, "rows": rows, "claims": claims, "summary": dict(summary),
             "reference_rows": [c for c in refs.cells if c.reference_only]}
 
 
@@ -242,8 +242,8 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
     curves = defaultdict(list)
     for r in ran:
         c = r["cell"]
-        if c.missing_rate is not None and c.variant == "full":
-            curves[(c.dataset, r["run_dataset"], c.metric, c.method)].append(r)
+        if c.missing_rate is not None:
+            curves[(c.dataset, r["run_dataset"], c.metric, c.method if c.variant == "full" else f"{c.method}/{c.variant}")].append(r)
     if curves:
         keys = sorted(curves)
         fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
@@ -294,7 +294,7 @@ def write_report(paper: str, store: ResultStore, out_dir: str | Path = "reports"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = _plots(cmp, out) if plots else []
-    md, page = out / f"{paper}.md", out / f"{paper}.html"
+    md, page = out / f"{cmp['paper']}.md", out / f"{cmp['paper']}.html"
     md.write_text(render_markdown(cmp, figures), encoding="utf-8")
     page.write_text(render_html(cmp, figures), encoding="utf-8")
     return [md, page, *figures]

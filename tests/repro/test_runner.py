@@ -1,0 +1,194 @@
+"""Runner, store, engines and report, exercised with k-means on the synthetic generator."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from mmclust.methods import METHODS, DivergenceError, MultiModalClusterer
+from mmclust.repro.report import compare, write_report
+from mmclust.repro.runner import RunSpec, build_grid, execute_run, reproduce, run_id_of
+from mmclust.repro.store import ResultStore
+
+TOY = """
+[meta]
+paper = "toy"
+unit = "fraction"
+direction = "higher"
+
+[[result]]
+table = "1"
+method = "kmeans"
+variant = "concat"
+dataset = "synthetic"
+protocol = "incomplete"
+missing_rate = {rate}
+metric = "acc"
+printed = "{acc}"
+value = {acc}
+runs = 5
+"""
+
+
+def toy_refs(tmp_path, rates=(0.1, 0.5), acc=0.9, claim=True):
+    body = '[meta]\npaper = "toy"\nunit = "fraction"\ndirection = "higher"\n' + "".join(
+        TOY.split("direction = \"higher\"\n", 1)[1].format(rate=r, acc=acc) for r in rates)
+    if claim:
+        body += textwrap.dedent("""
+            [[claim]]
+            id = "falls"
+            kind = "decreasing"
+            metric = "acc"
+            tolerance = 0.5
+            protocol = "incomplete"
+            missing_rates = [0.1, 0.5]
+            datasets = ["synthetic"]
+            subject = { method = "kmeans", variant = "concat" }
+            text = "ACC falls with the missing rate"
+            source = "toy"
+            """)
+    path = tmp_path / "toy.toml"
+    path.write_text(body)
+    return path
+
+
+def test_store_roundtrip_and_one_row_per_run(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    spec = RunSpec("kmeans", "synthetic", variant="concat", seed=3)
+    res = execute_run(spec, store=store)
+    assert res["status"] == "done" and 0.5 < res["metrics"]["acc"] <= 1
+    row = store.get(res["run_id"])
+    assert row["status"] == "done" and row["params"]["random_state"] == 3 and row["data_sha256"].startswith("generated")
+    assert row["environment"]["torch"] and row["git_sha"] and row["wall_time_s"] > 0 and row["peak_cpu_mb"] > 0
+    again = execute_run(spec, store=store)
+    assert again.get("skipped") and len(store.query()) == 1
+    with sqlite3.connect(tmp_path / "r.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_run_identity_depends_on_resolved_params_not_spelling():
+    a = RunSpec("kmeans", "synthetic", variant="concat")
+    assert run_id_of(a) == run_id_of(RunSpec("kmeans", "synthetic", variant="concat", overrides={"n_init": 20}))
+    assert run_id_of(a) != run_id_of(RunSpec("kmeans", "synthetic", variant="concat", overrides={"n_init": 5}))
+    assert run_id_of(a) != run_id_of(RunSpec("kmeans", "synthetic", variant="concat", seed=1))
+    assert run_id_of(a) == run_id_of(RunSpec("kmeans", "synthetic", variant="concat", device="cpu"))
+
+
+class _Boom(MultiModalClusterer):
+    VARIANTS = {"full": {}}
+
+    def __init__(self, when="diverge", random_state=None):
+        self.when = when
+        self.random_state = random_state
+
+    def fit(self, ds):
+        self.history_ = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": float("nan")}]
+        if self.when == "diverge":
+            raise DivergenceError("loss became nan", epoch=1)
+        raise RuntimeError("kaput")
+
+
+@pytest.mark.parametrize("when,msg,epoch", [("diverge", "diverged: loss became nan", 1), ("raise", "RuntimeError: kaput", 2)])
+def test_failed_run_is_recorded_and_sweep_goes_on(tmp_path, monkeypatch, when, msg, epoch):
+    monkeypatch.setitem(METHODS, "boom", _Boom)
+    store = ResultStore(tmp_path / "r.db")
+    res = execute_run(RunSpec("boom", "synthetic", overrides={"when": when}), store=store)
+    row = store.get(res["run_id"])
+    assert row["status"] == "failed" and row["error"].startswith(msg) and row["failed_epoch"] == epoch
+    assert row["history"][1]["loss"] is None  # NaN stored as null, the JSON stays valid
+    ok = execute_run(RunSpec("kmeans", "synthetic"), store=store)
+    assert ok["status"] == "done"
+
+
+def test_reproduce_skips_stored_runs_and_report(tmp_path):
+    refs = toy_refs(tmp_path)
+    store = ResultStore(tmp_path / "r.db")
+    first = reproduce(str(refs), runs=3, store=store, quiet=True)
+    assert (first["planned"], first["done"], first["skipped"]) == (6, 6, 0)
+    second = reproduce(str(refs), runs=4, store=store, quiet=True)
+    assert (second["done"], second["skipped"]) == (2, 6)
+    cmp = compare(str(refs), store)
+    row = cmp["rows"][0]
+    assert row["n"] == 4 and row["verdict"] in ("reproduced", "below", "above")
+    assert cmp["claims"][0]["results"][0]["outcome"] == "holds"
+    paths = write_report(str(refs), store, tmp_path / "rep")
+    names = {p.name for p in paths}
+    assert {"toy.md", "toy.html", "toy_missing_rate.png", "toy_cells.png"} <= names
+    md = (tmp_path / "rep" / "toy.md").read_text()
+    assert "**Summary:**" in md and "kmeans" in md and "falls" in md
+
+
+def test_report_verdict_tracks_published_value(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    reproduce(str(toy_refs(tmp_path, rates=(0.1,), acc=0.99, claim=False)), runs=3, store=store, quiet=True)
+    mean = compare(str(tmp_path / "toy.toml"), store)["rows"][0]["mean"]
+    for acc, expected in ((round(mean, 2), "reproduced"), (min(round(mean + 0.2, 2), 1.0), "below"), (round(mean - 0.2, 2), "above")):
+        assert compare(str(toy_refs(tmp_path, rates=(0.1,), acc=acc, claim=False)), store)["rows"][0]["verdict"] == expected
+
+
+def test_dask_engine_matches_local(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    refs = toy_refs(tmp_path, claim=False)
+    local, remote = ResultStore(tmp_path / "local.db"), ResultStore(tmp_path / "dask.db")
+    reproduce(str(refs), runs=2, store=local, quiet=True)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        summary = reproduce(str(refs), runs=2, store=remote, engine="dask", client=client, quiet=True)
+    assert summary["done"] == 4
+    a = {r["run_id"]: r["metrics"] for r in local.query()}
+    b = {r["run_id"]: r["metrics"] for r in remote.query()}
+    assert a == b
+
+
+def test_parallel_local_engine(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    out = reproduce(str(toy_refs(tmp_path, claim=False)), runs=2, store=store, n_jobs=2, quiet=True)
+    assert out["done"] == 4 and len(store.query(status="done")) == 4
+
+
+def test_resume_after_sigkill(tmp_path):
+    """A sweep killed with SIGKILL mid-way loses no finished run and repeats none when restarted."""
+    refs = toy_refs(tmp_path, rates=(0.1, 0.3, 0.5, 0.7), claim=False)
+    db = tmp_path / "r.db"
+    code = textwrap.dedent(f"""
+        from mmclust.repro.runner import reproduce
+        from mmclust.repro.store import ResultStore
+        reproduce({str(refs)!r}, runs=15, store=ResultStore({str(db)!r}), quiet=True)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                done = len(ResultStore(db).query(status="done"))
+            except sqlite3.OperationalError:
+                continue
+            if done >= 5:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = ResultStore(db)
+    before = {r["run_id"]: r["finished_at"] for r in store.query(status="done")}
+    assert 5 <= len(before) < 60, "the sweep must be killed mid-way"
+    summary = reproduce(str(refs), runs=15, store=store, quiet=True)
+    assert summary["skipped"] == len(before) and summary["done"] == 60 - len(before)
+    after = {r["run_id"]: r["finished_at"] for r in store.query(status="done")}
+    assert len(after) == 60 and all(after[k] == v for k, v in before.items())  # none repeated
+    assert not store.query(status="running")
+
+
+def test_grid_reports_absent_data_and_unimplemented(tmp_path):
+    specs, not_run = build_grid("jecl", runs=1)
+    whys = {(n["method"], n["dataset"]): n["why"] for n in not_run}
+    assert whys[("kmeans", "coco_cross")] == "data_absent"
+    assert any("jecl_coco_cross.npz" in n["detail"] for n in not_run)
+    assert all(s.dataset in ("uci_digits", "scene15", "wiki_sift_lda") for s in specs)
