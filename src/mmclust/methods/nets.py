@@ -1,0 +1,81 @@
+"""Network pieces and training helpers shared by the methods (no paper-specific logic here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+
+__all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite"]
+
+
+def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2) -> nn.Sequential:
+    """Fully connected stack ``dims[0] -> ... -> dims[-1]``: Linear (+ BatchNorm1d) + LeakyReLU per layer.
+
+    ``final_activation=False`` leaves the last layer linear (a logit or an unconstrained code).
+    """
+    layers = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(a, b))
+        if not last or final_activation:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(nn.LeakyReLU(negative_slope))
+    return nn.Sequential(*layers)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016, Section 3.2), the "mini-batch layer" of CIGIT-C Table 5.
+
+    Each sample gets ``n_kernels`` features that measure how close it is to the other samples of the
+    batch, so the discriminator can tell a collapsed (low-diversity) batch of fakes from real data.
+    """
+
+    def __init__(self, in_features: int, n_kernels: int = 16, kernel_dim: int = 8):
+        super().__init__()
+        self.n_kernels, self.kernel_dim = n_kernels, kernel_dim
+        self.T = nn.Parameter(torch.empty(in_features, n_kernels * kernel_dim))
+        nn.init.normal_(self.T, std=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = (x @ self.T).view(-1, self.n_kernels, self.kernel_dim)
+        l1 = (m[:, None] - m[None]).abs().sum(-1)  # (n, n, kernels)
+        closeness = torch.exp(-l1).sum(1) - 1.0  # minus the sample itself
+        return torch.cat([x, closeness], dim=1)
+
+
+@torch.no_grad()
+def xavier_init_(module: nn.Module, generator: torch.Generator) -> None:
+    """Xavier-uniform weights and zero biases from a local generator (repeatable, no global RNG)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight, generator=generator)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, MinibatchDiscrimination):
+            nn.init.normal_(m.T, std=0.1, generator=generator)
+
+
+def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int) -> torch.Tensor:
+    """k-means (best of ``n_init``) on ``z``; returns the centres on z's device and dtype."""
+    x = z.detach().cpu().double().numpy()
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+    return torch.as_tensor(km.cluster_centers_, dtype=z.dtype, device=z.device)
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
+    """A random partition of ``0..n-1`` into index tensors (slices of on-device data, no DataLoader)."""
+    order = torch.randperm(n, generator=generator, device=generator.device).to(device)
+    return list(order.split(batch_size))
+
+
+def check_finite(value: torch.Tensor, what: str, epoch: int) -> None:
+    from .base import DivergenceError
+
+    if not torch.isfinite(value).all():
+        raise DivergenceError(f"{what} became non-finite at epoch {epoch}", epoch=epoch)
+
+
+def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
