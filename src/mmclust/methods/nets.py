@@ -10,17 +10,20 @@ from torch import nn
 __all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite"]
 
 
-def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2) -> nn.Sequential:
+def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2,
+        final_batchnorm: bool | None = None) -> nn.Sequential:
     """Fully connected stack ``dims[0] -> ... -> dims[-1]``: Linear (+ BatchNorm1d) + LeakyReLU per layer.
 
-    ``final_activation=False`` leaves the last layer linear (a logit or an unconstrained code).
+    ``final_activation=False`` leaves the last layer linear (a logit or an unconstrained code);
+    ``final_batchnorm`` (default: same as ``batchnorm``) controls BatchNorm on the last layer alone.
     """
+    final_batchnorm = batchnorm if final_batchnorm is None else final_batchnorm
     layers = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         last = i == len(dims) - 2
         layers.append(nn.Linear(a, b))
         if not last or final_activation:
-            if batchnorm:
+            if batchnorm and (not last or final_batchnorm):
                 layers.append(nn.BatchNorm1d(b))
             layers.append(nn.LeakyReLU(negative_slope))
     return nn.Sequential(*layers)
@@ -40,10 +43,10 @@ class MinibatchDiscrimination(nn.Module):
         nn.init.normal_(self.T, std=0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = (x @ self.T).view(-1, self.n_kernels, self.kernel_dim)
-        l1 = (m[:, None] - m[None]).abs().sum(-1)  # (n, n, kernels)
-        closeness = torch.exp(-l1).sum(1) - 1.0  # minus the sample itself
-        return torch.cat([x, closeness], dim=1)
+        m = (x @ self.T).view(-1, self.n_kernels, self.kernel_dim).transpose(0, 1)  # (kernels, n, dim)
+        l1 = torch.cdist(m, m, p=1.0)  # (kernels, n, n) without an (n, n, kernels, dim) intermediate
+        closeness = torch.exp(-l1).sum(2) - 1.0  # minus the sample itself
+        return torch.cat([x, closeness.T], dim=1)
 
 
 @torch.no_grad()

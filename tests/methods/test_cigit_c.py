@@ -1,0 +1,145 @@
+"""CIGIT-C: the pieces (fusion, losses, noise) and the estimator on small synthetic data."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmclust import DataError
+from mmclust.data import incomplete, make_multiview_blobs
+from mmclust.methods.cigit_c import CIGITC, conditional_noise, discriminator_loss, encoder_loss, fuse_codes, generator_loss
+from mmclust.metrics import acc
+
+SMALL = dict(latent_dim=8, image_hidden=(32,), text_hidden=(16,), generator12_hidden=(32,), generator21_hidden=(32,),
+             discriminator1_hidden=16, discriminator2_hidden=16, noise_dim=12, batch_size=64, max_epochs=4,
+             pretrain_epochs=10, gan_pretrain_epochs=2, kmeans_n_init=3, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return incomplete(make_multiview_blobs(240, 3, dims={"image": 20, "text": 12}, view_noise={"text": 0.3}, seed=2), 0.4, seed=0)
+
+
+def _codes(seed, n=12, d=4):
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(n, 2, generator=g) < 0.7
+    masks[~masks.any(1), 0] = True
+    return [torch.randn(n, d, generator=g, dtype=torch.float64) for _ in range(4)], masks[:, 0], masks[:, 1]
+
+
+@given(st.integers(0, 1000), st.floats(0.05, 0.95), st.floats(0.0, 2.0), st.floats(0.0, 2.0))
+def test_fusion_of_complete_samples_keeps_real_codes(seed, beta, eta_i, eta_t):
+    (zi, zt, fi, ft), hi, ht = _codes(seed)
+    fused = fuse_codes(zi, zt, hi, ht, fi, ft, beta, eta_i, eta_t)
+    both = hi & ht
+    expected = ((1 - beta) * zi + beta * zt + eta_i * fi + eta_t * ft) / (1 + eta_i + eta_t)  # eq. (1) + eq. (9)
+    torch.testing.assert_close(fused[both], expected[both])
+    # without generated codes a complete sample is exactly eq. (1)
+    torch.testing.assert_close(fuse_codes(zi, zt, hi, ht, beta=beta)[both], ((1 - beta) * zi + beta * zt)[both])
+    # a generated code stands in only where the real one is missing
+    img_only = hi & ~ht
+    torch.testing.assert_close(fused[img_only], (((1 - beta) * zi + (beta + eta_t) * ft) / (1 + eta_t))[img_only])
+
+
+def test_fusion_ignores_content_of_missing_rows():
+    (zi, zt, fi, ft), hi, ht = _codes(0)
+    zi2, zt2 = zi.clone(), zt.clone()
+    zi2[~hi], zt2[~ht] = float("nan"), 1e30
+    fi2, ft2 = fi.clone(), ft.clone()
+    fi2[~ht], ft2[~hi] = float("nan"), float("nan")  # generated codes exist only where their source is present
+    torch.testing.assert_close(fuse_codes(zi2, zt2, hi, ht, fi2, ft2), fuse_codes(zi, zt, hi, ht, fi, ft))
+
+
+def test_losses_and_noise():
+    g = torch.Generator().manual_seed(0)
+    q = torch.softmax(torch.randn(10, 3, generator=g), 1)
+    p = q.clone()
+    assert encoder_loss(p, q, p, q, p, q).abs() < 1e-6  # KL(P||Q) = 0 when targets equal assignments
+    assert encoder_loss(p.roll(1, 1), q, p, q, p, q, alpha=2) > 0
+    logits = torch.zeros(5)
+    assert generator_loss(logits, torch.ones(3, 2), torch.ones(3, 2)) == pytest.approx(np.log(2), abs=1e-6)
+    assert generator_loss(logits, torch.zeros(3, 2), torch.ones(3, 2), similarity_weight=2.0) == pytest.approx(np.log(2) + 4, abs=1e-5)
+    assert discriminator_loss(torch.full((4,), 10.0), torch.full((4,), -10.0)) < 1e-3
+    noise = conditional_noise(q, 8, g)
+    assert noise.shape == (10, 8) and torch.equal(noise[:, 5:].argmax(1), q.argmax(1)) and noise[:, 5:].sum(1).eq(1).all()
+    with pytest.raises(DataError, match="noise_dim"):
+        conditional_noise(q, 3, g)
+
+
+def test_fit_outputs_and_repeatable(data):
+    a = CIGITC(random_state=7, **SMALL).fit(data)
+    b = CIGITC(random_state=7, **SMALL).fit(data)
+    assert a.labels_.shape == (data.n_samples,) and set(a.labels_) <= set(range(3))
+    np.testing.assert_allclose(a.fused_assignment_.sum(1), 1.0, rtol=1e-5)
+    assert np.isfinite(a.fused_codes_).all() and a.fused_codes_.shape == (data.n_samples, 8)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_ == b.history_ and len(a.history_) == 4
+    assert all(np.isfinite(v) for row in a.history_ for v in row.values())
+
+
+def test_generated_codes_finite_with_right_shape(data):
+    m = CIGITC(random_state=0, **SMALL).fit(data)
+    g = torch.Generator().manual_seed(0)
+    x_img = torch.as_tensor(np.where(data.present["image"][:, None], data.views["image"], 0))
+    x_txt = torch.as_tensor(np.where(data.present["text"][:, None], data.views["text"], 0))
+    hi, ht = torch.as_tensor(data.present["image"].copy()), torch.as_tensor(data.present["text"].copy())
+    with torch.no_grad():
+        m.nets_.eval()
+        zi, zt = m._encode(x_img, x_txt, hi, ht)
+        fi, ft = m._fakes(zi, zt, hi, ht, g)
+    assert fi.shape == zi.shape == ft.shape == (data.n_samples, 8)
+    assert torch.isfinite(fi).all() and torch.isfinite(ft).all()
+
+
+def test_missing_rows_are_never_read(data):
+    """NaN in every missing row gives finite losses and the same result as zeros."""
+    views_nan = {v: np.where(data.present[v][:, None], x, np.nan) for v, x in data.views.items()}
+    views_zero = {v: np.where(data.present[v][:, None], x, 0.0) for v, x in data.views.items()}
+    a = CIGITC(random_state=3, **SMALL).fit(data.replace(views=views_nan))
+    b = CIGITC(random_state=3, **SMALL).fit(data.replace(views=views_zero))
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_ == b.history_
+    assert all(np.isfinite(v) for row in a.history_ for v in row.values())
+
+
+def test_label_blind(data):
+    perm = np.random.default_rng(0).permutation(3)
+    relabelled = data.replace(labels=perm[data.labels])
+    a = CIGITC(random_state=5, **SMALL).fit(data)
+    b = CIGITC(random_state=5, **SMALL).fit(relabelled)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_ == b.history_
+
+
+def test_missing_rate_edges():
+    base = make_multiview_blobs(120, 3, dims={"image": 10, "text": 6}, seed=1)
+    CIGITC(random_state=0, **SMALL).fit(incomplete(base, 0.0, 0))  # complete data works
+    with pytest.raises(DataError, match="complete image-text pairs"):
+        CIGITC(random_state=0, **SMALL).fit(incomplete(base, 1.0, 0))
+    m = CIGITC(random_state=0, use_gan=False, **SMALL).fit(incomplete(base, 1.0, 0))  # no GAN: allowed
+    assert m.labels_.shape == (120,)
+
+
+@pytest.mark.parametrize("change,msg", [
+    (dict(views_only="image"), "exactly two views|at least 2 views"),
+    (dict(beta=1.5), "beta must be in"),
+    (dict(n_clusters=500), "exceeds"),
+    (dict(noise_dim=2), "noise_dim"),
+])
+def test_bad_settings(data, change, msg):
+    params = {**SMALL}
+    ds = data
+    if "views_only" in change:
+        ds = data.replace(views={"image": data.views["image"]}, present=None)
+    else:
+        params.update(change)
+    with pytest.raises(DataError, match=msg):
+        CIGITC(random_state=0, **params).fit(ds)
+
+
+def test_beats_chance_and_weak_view_on_synthetic():
+    ds = incomplete(make_multiview_blobs(400, 4, dims={"image": 24, "text": 12}, view_noise={"text": 1.0}, seed=4), 0.3, 0)
+    m = CIGITC(random_state=0, **{**SMALL, "max_epochs": 15, "pretrain_epochs": 30, "gan_pretrain_epochs": 5}).fit(ds)
+    score = acc(ds.labels, m.labels_)
+    assert score > 0.6, score  # chance is ~0.25-0.3 for 4 balanced clusters
