@@ -35,7 +35,7 @@ Choices where the paper is silent or contradicts itself (each also noted at its 
   ``pretrain_epochs = 100`` by default; 0 gives Algorithm 1 literally.
 * Unspecified optimisation settings: Adam, lr 1e-4 (encoders + centroids) and 2e-4 (GANs), batch 256,
   200 epochs, alpha = 1 (the paper tunes it in {0.01, ..., 100} without naming the best), similarity
-  weight mu = 1, LeakyReLU slope 0.2.
+  weight mu = 10 (see the parameter), LeakyReLU slope 0.2.
 
 ``labels_`` are ``argmax q(3)``, the fused soft assignment of Algorithm 1 steps 8-9.
 """
@@ -171,7 +171,9 @@ class CIGITC(MultiModalClusterer):
     alpha : float, default 1.0 — weight of the fused KL term, eq. (4); the paper's best is not stated.
     beta : float, default 0.4 — image/text balance, eq. (1); Fig. 7(a): 0.4 best on BDGP and NUS, 0.6 on Wikipedia.
     eta_image, eta_text : float, default 0.1 — weight of generated codes, eq. (9); Section 4.3 (best 0.1).
-    similarity_weight : float, default 1.0 — mu of eq. (7); not given in the paper.
+    similarity_weight : float, default 10.0 — mu of eq. (7); not given in the paper. Chosen by a label-free
+        criterion: the squared error of generated codes on complete BDGP pairs (50 % missing) fell from 19.0
+        (mu = 1) to 13.2 (mu = 10) and 12.5 (mu = 100), against a code variance of 9.1.
     use_gan, use_kl : bool — ablations of Fig. 9 ("None Clustering GAN", "None KL-Divergence losses").
     lr, gan_lr, batch_size, max_epochs : optimisation; not given in the paper (see module doc).
     pretrain_epochs, pretrain_lr : auto-encoder pre-training of each encoder (a choice; 0 = Algorithm 1 literally).
@@ -188,7 +190,7 @@ class CIGITC(MultiModalClusterer):
     def __init__(self, n_clusters=None, latent_dim=128, image_hidden=(256, 256), text_hidden=(79, 79),
                  generator12_hidden=(256, 128), generator21_hidden=(512, 512), discriminator1_hidden=64,
                  discriminator2_hidden=512, noise_dim=300, alpha=1.0, beta=0.4, eta_image=0.1, eta_text=0.1,
-                 similarity_weight=1.0, use_gan=True, use_kl=True, lr=1e-4, gan_lr=2e-4, batch_size=256,
+                 similarity_weight=10.0, use_gan=True, use_kl=True, lr=1e-4, gan_lr=2e-4, batch_size=256,
                  max_epochs=200, pretrain_epochs=100, pretrain_lr=1e-3, gan_pretrain_epochs=50, kmeans_n_init=20, random_state=None,
                  device="auto", verbose=False):
         self.n_clusters = n_clusters
@@ -386,7 +388,10 @@ class CIGITC(MultiModalClusterer):
         z_img, z_txt = self._encode(x_img, x_txt, has_img, has_txt)
         fake_img = fake_txt = None
         if use_fakes:
-            fake_img, fake_txt = self._fakes(z_img, z_txt, has_img, has_txt, gen)
+            # The generators are the other player (Algorithm 1 trains them in their own step): the encoders
+            # see generated codes as fixed inputs, so no gradient flows back through G.
+            with torch.no_grad():
+                fake_img, fake_txt = self._fakes(z_img.detach(), z_txt.detach(), has_img, has_txt, gen)
         z_fus = fuse_codes(z_img, z_txt, has_img, has_txt, fake_img, fake_txt, self.beta, self.eta_image, self.eta_text)
         return z_img, z_txt, z_fus
 

@@ -32,7 +32,7 @@ _UNIT_SCALE = {"percent": 100.0, "fraction": 1.0}
 
 _RESULT_REQUIRED = ("table", "method", "variant", "dataset", "protocol", "metric")
 _RESULT_OPTIONAL = ("missing_rate", "printed", "value", "std", "runs", "reference_only", "uncertain", "nmi_average",
-                    "stand_in", "note", "cited_from")
+                    "stand_in", "also_on", "note", "cited_from")
 _CLAIM_REQUIRED = ("id", "kind", "metric", "tolerance", "protocol", "datasets", "text", "source")
 _CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject")
 _CLAIM_KINDS = ("greater", "decreasing")
@@ -61,6 +61,7 @@ class ReferenceCell:
     uncertain: bool = False
     nmi_average: str | None = None
     stand_in: str | None = None
+    also_on: tuple = ()  # other readings of the paper's data (e.g. BDGP's first 1000 columns), run and compared too
     note: str | None = None
     cited_from: str | None = None
     unit: str = "fraction"
@@ -169,7 +170,7 @@ def load_references(paper_or_path: str | Path) -> References:
         missing = [k for k in _RESULT_REQUIRED if k not in entry]
         if missing:
             raise ReferenceError(f"{label}: missing key(s) {missing}")
-        cell = ReferenceCell(paper=paper, unit=meta["unit"], **{k: entry[k] for k in entry})
+        cell = ReferenceCell(paper=paper, unit=meta["unit"], **{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()})
         _validate_cell(cell, label, REGISTRY)
         key = cell_key(cell)
         if key in seen:
@@ -234,6 +235,9 @@ def _validate_cell(c: ReferenceCell, label: str, registry: dict) -> None:
             raise ReferenceError(f"{label}: unknown dataset {c.dataset!r}; add it to the data registry")
         if c.stand_in is not None and c.stand_in not in registry:
             raise ReferenceError(f"{label}: unknown stand_in dataset {c.stand_in!r}")
+        for d in c.also_on:
+            if d not in registry:
+                raise ReferenceError(f"{label}: unknown also_on dataset {d!r}")
 
 
 def _validate_claim(c: Claim, label: str, registry: dict) -> None:
@@ -297,6 +301,8 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
     for c in refs.testable():
         if table is None or c.table == table:
             consider(*c.config, c.stand_in, f"table {c.table}")
+            for alt in c.also_on:
+                consider(c.method, c.variant, alt, c.protocol, c.missing_rate, None, f"table {c.table} (also on {alt})")
     if table is None:
         for claim in refs.claims:
             for d in tuple(claim.datasets) + tuple(claim.stand_ins):

@@ -58,39 +58,64 @@ def compare(paper: str, store: ResultStore) -> dict:
     absent_by_cfg = {(p["method"], p["variant"], p["dataset"], p["protocol"], p["missing_rate"]): p for p in not_run}
     rows = []
     for c in refs.testable():
-        row = {"cell": c, "published": c.value, "band": band(c.std, c.resolution), "run_dataset": None,
-               "mean": None, "std": None, "n": 0, "failed": 0, "overrides": {}, "wall_time_s": None, "detail": ""}
-        cfg = c.config
-        if cfg in plan_by_cfg:
-            p = plan_by_cfg[cfg]
-            row["run_dataset"] = p["run_dataset"]
-            got = stored_runs(store, c.method, c.variant, p["run_dataset"], c.protocol, c.missing_rate)
-            vals = [r["metrics"][c.store_metric] for r in got["rows"] if r["metrics"] and c.store_metric in r["metrics"]]
-            row["mean"], row["std"] = _stats(vals)
-            row.update(n=len(vals), failed=got["failed"], overrides=got["overrides"])
-            walls = [r["wall_time_s"] for r in got["rows"] if r["wall_time_s"] is not None]
-            row["wall_time_s"] = float(np.mean(walls)) if walls else None
-            row["device"] = ", ".join(sorted({r["device"] for r in got["rows"] if r["device"]}))
-            if c.value is None:
-                row["verdict"] = "unreadable"
-            elif p["verdict_kind"] == "features_differ":
-                row["verdict"] = "features_differ"
-                row["detail"] = f"ran on {p['run_dataset']} (the paper's samples, other features)"
-            else:
-                row["verdict"] = verdict(c.value, row["mean"], row["n"], c.std, c.resolution)
-        else:
-            why = absent_by_cfg.get(cfg)
-            row["verdict"] = why["why"] if why else "data_absent"
-            row["detail"] = why["detail"] if why else ""
-        if c.uncertain and c.note:
-            row["detail"] = (row["detail"] + "; " if row["detail"] else "") + "uncertain transcription: " + c.note
-        rows.append(row)
+        rows.append(_compare_cell(c, c.config, plan_by_cfg, absent_by_cfg, store))
+        for alt in c.also_on:  # the same published cell against another reading of the paper's data
+            row = _compare_cell(c, (c.method, c.variant, alt, c.protocol, c.missing_rate), plan_by_cfg, absent_by_cfg, store)
+            row["also_on"] = alt
+            rows.append(row)
     claims = [_evaluate_claim(cl, store) for cl in refs.claims]
     summary = defaultdict(int)
     for r in rows:
         summary[r["verdict"]] += 1
     return {"paper": refs.paper, "meta": refs.meta, "rows": rows, "claims": claims, "summary": dict(summary),
             "reference_rows": [c for c in refs.cells if c.reference_only]}
+
+
+def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
+    row = {"cell": c, "published": c.value, "band": band(c.std, c.resolution), "run_dataset": None, "also_on": None,
+           "mean": None, "std": None, "n": 0, "failed": 0, "overrides": {}, "wall_time_s": None, "detail": ""}
+    if cfg in plan_by_cfg:
+        p = plan_by_cfg[cfg]
+        row["run_dataset"] = p["run_dataset"]
+        got = stored_runs(store, c.method, c.variant, p["run_dataset"], c.protocol, c.missing_rate)
+        vals = [r["metrics"][c.store_metric] for r in got["rows"] if r["metrics"] and c.store_metric in r["metrics"]]
+        row["mean"], row["std"] = _stats(vals)
+        row.update(n=len(vals), failed=got["failed"], overrides=got["overrides"])
+        walls = [r["wall_time_s"] for r in got["rows"] if r["wall_time_s"] is not None]
+        row["wall_time_s"] = float(np.mean(walls)) if walls else None
+        row["device"] = ", ".join(sorted({r["device"] for r in got["rows"] if r["device"]}))
+        if c.value is None:
+            row["verdict"] = "unreadable"
+        elif p["verdict_kind"] == "features_differ":
+            row["verdict"] = "features_differ"
+            row["detail"] = f"ran on {p['run_dataset']} (the paper's samples, other features)"
+        else:
+            row["verdict"] = verdict(c.value, row["mean"], row["n"], c.std, c.resolution)
+    else:
+        why = absent_by_cfg.get(cfg)
+        row["verdict"] = why["why"] if why else "data_absent"
+        row["detail"] = why["detail"] if why else ""
+    if c.uncertain and c.note:
+        row["detail"] = (row["detail"] + "; " if row["detail"] else "") + "uncertain transcription: " + c.note
+    return row
+
+
+def _nearer_lines(cmp: dict) -> list[str]:
+    """For cells run on several readings of the paper's data: which reading lands nearer the paper."""
+    lines = []
+    by_cell = defaultdict(list)
+    for r in cmp["rows"]:
+        if r["mean"] is not None and r["published"] is not None:
+            by_cell[id(r["cell"])].append(r)
+    for rows in by_cell.values():
+        if len(rows) < 2:
+            continue
+        c = rows[0]["cell"]
+        best = min(rows, key=lambda r: abs(r["mean"] - r["published"]))
+        desc = ", ".join(f"{r['run_dataset']} {_pct(r['mean'])}" for r in rows)
+        rate = "" if c.missing_rate is None else f" @ {c.missing_rate:.0%}"
+        lines.append(f"- {c.metric.upper()}{rate} on {c.dataset} (published {_pct(c.value)}): {desc} — nearer: **{best['run_dataset']}**")
+    return lines
 
 
 def _config_mean(store, who, dataset, protocol, rate, metric):
@@ -148,7 +173,10 @@ def _cell_rows(cmp: dict) -> list[list[str]]:
             repro += f", {r['failed']} failed"
         if r["overrides"]:
             repro += f", overrides {r['overrides']}"
-        out.append([c.table, c.method, c.variant, c.dataset + (f" → {r['run_dataset']}" if r["run_dataset"] and r["run_dataset"] != c.dataset else ""),
+        shown = c.dataset + (f" → {r['run_dataset']}" if r["run_dataset"] and r["run_dataset"] != c.dataset else "")
+        if r.get("also_on") and not r["run_dataset"]:
+            shown = f"{c.dataset} → {r['also_on']}"
+        out.append([c.table, c.method, c.variant, shown,
                     c.protocol + (f" {rate}" if rate else ""), c.metric.upper(), _pct(c.value), repro, f"±{_pct(r['band'])}",
                     r["verdict"], r["detail"]])
     return out
@@ -192,6 +220,9 @@ def render_markdown(cmp: dict, figures: list[Path]) -> str:
              "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
     for row in _cell_rows(cmp):
         lines.append("| " + " | ".join(x.replace("|", "/") for x in row) + " |")
+    nearer = _nearer_lines(cmp)
+    if nearer:
+        lines += ["", "## Which reading of the data lands nearer the paper", ""] + nearer
     lines += ["", "## Claims", ""] + (_claim_lines(cmp) or ["(none)"])
     timing = [r for r in cmp["rows"] if r.get("wall_time_s")]
     if timing:
