@@ -52,7 +52,8 @@ from .. import ops
 from ..data import DataError, MultiModalDataset
 from ..runtime import resolve_device, seed_from, torch_generator
 from .base import MultiModalClusterer
-from .nets import MinibatchDiscrimination, as_device_tensor, check_finite, kmeans_centers, minibatches, mlp, xavier_init_
+from .nets import (MinibatchDiscrimination, as_device_tensor, check_finite, kmeans_centers, minibatches, mlp,
+                   pretrain_autoencoders, xavier_init_)
 
 __all__ = ["CIGITC", "fuse_codes", "encoder_loss", "generator_loss", "discriminator_loss", "conditional_noise"]
 
@@ -340,25 +341,9 @@ class CIGITC(MultiModalClusterer):
     def _pretrain(self, x_img, x_txt, has_img, has_txt, gen, device) -> list:
         """Auto-encoder pre-training of both encoders on their present rows (MSE); returns per-epoch losses."""
         nets = self.nets_
-        history = []
-        pairs = [(nets.enc_img, nets.dec_img, x_img[has_img]), (nets.enc_txt, nets.dec_txt, x_txt[has_txt])]
-        opts = [torch.optim.Adam(list(e.parameters()) + list(d.parameters()), lr=self.pretrain_lr) for e, d, _ in pairs]
-        nets.train()
-        for epoch in tqdm(range(self.pretrain_epochs), desc="CIGIT-C pretrain", disable=not self.verbose, unit="epoch"):
-            row = {"epoch": epoch}
-            for name, (enc, dec, x), opt in zip(("image", "text"), pairs, opts):
-                total = 0.0
-                batches = minibatches(x.shape[0], self.batch_size, gen, device)
-                for idx in batches:
-                    loss = F.mse_loss(dec(enc(x[idx])), x[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach())
-                row[f"{name}_reconstruction"] = total / len(batches)
-                check_finite(torch.tensor(row[f"{name}_reconstruction"]), f"{name} reconstruction loss", epoch)
-            history.append(row)
-        return history
+        pairs = [(nets.enc_img, nets.dec_img, x_img[has_img], "image"), (nets.enc_txt, nets.dec_txt, x_txt[has_txt], "text")]
+        return pretrain_autoencoders(pairs, self.pretrain_epochs, self.pretrain_lr, self.batch_size, gen, device,
+                                     desc="CIGIT-C pretrain", verbose=self.verbose)
 
     def _encode(self, x_img, x_txt, has_img, has_txt):
         """Codes of the present rows only; missing rows stay zero (and are never read downstream)."""

@@ -82,3 +82,38 @@ def check_finite(value: torch.Tensor, what: str, epoch: int) -> None:
 
 def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
+
+
+def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, generator: torch.Generator, device,
+                          corruption: float = 0.0, desc: str = "pretrain", verbose: bool = False) -> list[dict]:
+    """Train (encoder, decoder, x, name) auto-encoders with MSE, interleaved epoch by epoch; returns history.
+
+    ``corruption`` > 0 makes them denoising auto-encoders (inputs masked by dropout with that rate,
+    as the stacked denoising auto-encoders of DEC / JECL). Each pair has its own Adam optimiser.
+    """
+    from torch.nn import functional as F
+    from tqdm.auto import tqdm
+
+    opts = [torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr) for enc, dec, _, _ in pairs]
+    history = []
+    for epoch in tqdm(range(epochs), desc=desc, disable=not verbose, unit="epoch"):
+        row = {"epoch": epoch}
+        for (enc, dec, x, name), opt in zip(pairs, opts):
+            enc.train()
+            dec.train()
+            total = 0.0
+            batches = minibatches(x.shape[0], batch_size, generator, device)
+            for idx in batches:
+                inp = x[idx]
+                if corruption > 0:
+                    keep = torch.rand(inp.shape, generator=generator, device=generator.device).to(inp.device) >= corruption
+                    inp = inp * keep / (1.0 - corruption)
+                loss = F.mse_loss(dec(enc(inp)), x[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+            row[f"{name}_reconstruction"] = total / len(batches)
+            check_finite(torch.tensor(row[f"{name}_reconstruction"]), f"{name} reconstruction loss", epoch)
+        history.append(row)
+    return history
