@@ -81,7 +81,8 @@ def check_finite(value: torch.Tensor, what: str, epoch: int) -> None:
 
 
 def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
+    # a copy: datasets hold read-only arrays, and the device tensor must not alias them
+    return torch.tensor(np.asarray(x), dtype=torch.float32, device=device)
 
 
 def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, generator: torch.Generator, device,

@@ -1,0 +1,188 @@
+"""DEC: Deep Embedded Clustering (Xie, Girshick, Farhadi 2016), as JECL uses it for its single-view rows.
+
+Layers: the DEC self-training loop is shared with JECL (``self_training``), the estimator ``DEC`` clusters
+one view or the concatenation of views (Table II's "ResNet-50 + DEC", "Doc2Vec + DEC", "Concat + DEC").
+
+Settings (DEC paper unless said): encoder d-500-500-2000-10 with ReLU, a mirrored decoder, denoising
+auto-encoder pre-training with MSE (input dropout 0.2), k-means init of the centroids (best of 20),
+Student-t soft assignment (alpha = 1, DEC eq. 1), target distribution (DEC eq. 3) recomputed on the full
+data every ``update_interval`` minibatches, SGD lr 0.01 momentum 0.9, batch 256, stop when fewer than
+``tol`` = 0.1 % of the labels change between two target updates (or after ``max_epochs``).
+Choices: DEC pre-trains greedily layer by layer for 50k + 100k iterations; we pre-train the whole
+auto-encoder end to end with Adam (lr 1e-3, ``pretrain_epochs`` = 200), as IDEC and most PyTorch ports do,
+which is far cheaper. ``max_epochs`` = 200 caps the clustering phase (DEC's maxiter is 2e4 iterations).
+
+``labels_`` are ``argmax q``: DEC's own final assignment (not k-means on the embedding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ops
+from ..data import DataError, MultiModalDataset
+from ..runtime import resolve_device, seed_from, torch_generator
+from .base import MultiModalClusterer
+from .nets import as_device_tensor, kmeans_centers, pretrain_autoencoders, xavier_init_
+
+__all__ = ["DEC", "build_autoencoder", "select_view"]
+
+
+def build_autoencoder(d_in: int, hidden=(500, 500, 2000), latent_dim: int = 10) -> tuple[nn.Sequential, nn.Sequential]:
+    """DEC's d-500-500-2000-10 encoder (ReLU, linear code) and its mirrored decoder (linear output)."""
+    def stack(dims):
+        layers = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    return stack([d_in, *hidden, latent_dim]), stack([latent_dim, *reversed(hidden), d_in])
+
+
+def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:
+    """Features of one view ("image"/"text" fall back to the first/second view) or of all views side by side.
+
+    Rows where a view is missing are filled with that view's mean (never read as given).
+    """
+    names = list(ds.views)
+    if view == "concat":
+        chosen = names
+    elif view in ds.views:
+        chosen = [view]
+    elif view in ("image", "text") and len(names) >= 2:
+        chosen = [names[0 if view == "image" else 1]]
+    else:
+        raise DataError(f"{ds.name}: unknown view {view!r}; valid: 'concat', {', '.join(map(repr, names))}")
+    parts = []
+    for v in chosen:
+        x, m = ds.views[v], ds.present[v]
+        fill = x[m].mean(0) if m.any() else np.zeros(x.shape[1], dtype=np.float32)
+        parts.append(np.where(m[:, None], x, fill))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+class DEC(MultiModalClusterer):
+    """Deep Embedded Clustering on one view or the concatenation (see module docstring for settings)."""
+
+    VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
+
+    def __init__(self, n_clusters=None, view="concat", hidden=(500, 500, 2000), latent_dim=10, alpha=1.0,
+                 pretrain_epochs=200, pretrain_lr=1e-3, corruption=0.2, lr=0.01, momentum=0.9, batch_size=256,
+                 update_interval=140, tol=0.001, max_epochs=200, kmeans_n_init=20, random_state=None, device="auto",
+                 verbose=False):
+        self.n_clusters = n_clusters
+        self.view = view
+        self.hidden = hidden
+        self.latent_dim = latent_dim
+        self.alpha = alpha
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.corruption = corruption
+        self.lr = lr
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.update_interval = update_interval
+        self.tol = tol
+        self.max_epochs = max_epochs
+        self.kmeans_n_init = kmeans_n_init
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, ds, y=None):
+        ds = self._check_dataset(ds)
+        k = self._n_clusters(ds)
+        if not 0 <= self.corruption < 1 or self.update_interval < 1 or self.batch_size < 2:
+            raise DataError("DEC: need 0 <= corruption < 1, update_interval >= 1, batch_size >= 2")
+        seed = seed_from(self.random_state)
+        device = resolve_device(self.device)
+        gen = torch_generator(seed, device)
+        x = as_device_tensor(select_view(ds, self.view), device)
+        enc, dec = build_autoencoder(x.shape[1], self.hidden, self.latent_dim)
+        xavier_init_(enc, torch_generator(seed, "cpu"))
+        xavier_init_(dec, torch_generator(seed + 1, "cpu"))
+        enc.to(device)
+        dec.to(device)
+        self.pretrain_history_ = pretrain_autoencoders([(enc, dec, x, "view")], self.pretrain_epochs, self.pretrain_lr,
+                                                       self.batch_size, gen, device, self.corruption, "DEC pretrain", self.verbose)
+        with torch.no_grad():
+            enc.eval()
+            centers = nn.Parameter(kmeans_centers(enc(x), k, self.kmeans_n_init, seed))
+        opt = torch.optim.SGD(list(enc.parameters()) + [centers], lr=self.lr, momentum=self.momentum)
+        self.encoder_, self.cluster_centers_ = enc, centers
+        result = self_training(
+            assign=lambda idx: ops.student_t_assignment(enc(x[idx]), centers, self.alpha),
+            targets_fn=lambda q: ops.target_distribution(q),
+            loss_fn=lambda idx, p_batch, q_batch: ops.kl_divergence(p_batch, q_batch),
+            modules=[enc], optimizer=opt, n=x.shape[0], batch_size=self.batch_size, update_interval=self.update_interval,
+            tol=self.tol, max_epochs=self.max_epochs, generator=gen, device=device, verbose=self.verbose, desc="DEC")
+        self.history_, self.n_iter_, self.converged_ = result["history"], result["n_iter"], result["converged"]
+        self.labels_ = result["labels"]
+        return self
+
+
+def _argmax_q(assigned, p):
+    return assigned.argmax(1)
+
+
+def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size, update_interval, tol, max_epochs,
+                  generator, device, verbose=False, desc="self-training", on_update=None, labels_of=_argmax_q) -> dict:
+    """DEC's self-training loop, shared by DEC and JECL.
+
+    ``assign(idx)`` gives the soft assignment(s) of rows ``idx``; every ``update_interval`` minibatches the
+    target P is recomputed on the full data (``targets_fn(assign(all))``), after ``on_update`` (which lets
+    JECL re-align its clusters). ``labels_of(assigned, p)`` gives the hard labels (DEC: argmax q). The loop
+    stops when fewer than ``tol`` of the labels changed since the previous update, or after ``max_epochs``
+    passes. ``loss_fn(idx, p[idx], assign(idx))`` is minimised. Returns labels, history, n_iter, converged.
+    """
+    from tqdm.auto import tqdm
+
+    from .nets import check_finite, minibatches
+
+    full = torch.arange(n, device=device)
+    history, labels_prev, it, converged = [], None, 0, False
+    p_all = None
+    bar = tqdm(range(max_epochs), desc=desc, disable=not verbose, unit="epoch")
+    for epoch in bar:
+        total, count = 0.0, 0
+        for idx in minibatches(n, batch_size, generator, device):
+            if it % update_interval == 0:
+                with torch.no_grad():
+                    for m in modules:
+                        m.eval()
+                    q_all = assign(full)
+                    if on_update is not None:
+                        q_all = on_update(q_all)
+                    p_all = targets_fn(q_all)
+                    labels = labels_of(q_all, p_all)
+                    changed = None if labels_prev is None else float((labels != labels_prev).float().mean())
+                    labels_prev = labels
+                    for m in modules:
+                        m.train()
+                if changed is not None and changed < tol:
+                    converged = True
+                    break
+            loss = loss_fn(idx, p_all[idx], assign(idx))
+            check_finite(loss, f"{desc} loss", epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            it += 1
+        if count:
+            history.append({"epoch": epoch, "loss": total / count, "iterations": it})
+        if converged:
+            break
+    with torch.no_grad():
+        for m in modules:
+            m.eval()
+        q_all = assign(full)
+        if on_update is not None:
+            q_all = on_update(q_all)
+        labels = labels_of(q_all, targets_fn(q_all))
+    return {"labels": labels.cpu().numpy().astype(np.int64), "history": history, "n_iter": it, "converged": converged}
