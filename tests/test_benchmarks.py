@@ -61,3 +61,29 @@ def test_bench_align_and_sinkhorn(benchmark, assignments):
 def test_bench_iic(benchmark, assignments):
     _, _, q, r = assignments
     assert torch.isfinite(benchmark(ops.iic_mutual_information, q, r))
+
+
+def test_bench_cigit_c_epoch_bdgp(benchmark, load_real):
+    """One CIGIT-C training epoch on BDGP at 50 % missing (plus its k-means init; no pre-training)."""
+    from mmclust.data import incomplete
+    from mmclust.methods.cigit_c import CIGITC
+
+    ds = incomplete(load_real("bdgp"), 0.5, 0)
+    model = CIGITC(max_epochs=1, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1, random_state=0, device="cpu")
+    fitted = benchmark.pedantic(model.fit, args=(ds,), rounds=3, iterations=1)
+    assert len(fitted.history_) == 1
+
+
+def test_bench_jecl_epoch_10k(benchmark):
+    """One JECL epoch on 10,000 pairs of (2048, 300) features (plus its k-means init; no pre-training)."""
+    from mmclust.data import MultiModalDataset
+    from mmclust.methods.jecl import JECL
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(10_000) % 10
+    centres = rng.normal(size=(10, 2048 + 300)).astype(np.float32)
+    x = centres[labels] + rng.normal(size=(10_000, 2048 + 300)).astype(np.float32)
+    ds = MultiModalDataset({"image": x[:, :2048], "text": x[:, 2048:]}, labels, name="bench10k")
+    model = JECL(pretrain_epochs=0, max_epochs=1, kmeans_n_init=1, update_interval=10_000, random_state=0, device="cpu")
+    fitted = benchmark.pedantic(model.fit, args=(ds,), rounds=2, iterations=1)
+    assert fitted.n_iter_ == 40  # 10,000 / 256 batches
