@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..data import DataError, MultiModalDataset
 
-__all__ = ["MultiModalClusterer", "DivergenceError"]
+__all__ = ["MultiModalClusterer", "DivergenceError", "select_view"]
 
 
 class DivergenceError(RuntimeError):
@@ -46,3 +46,25 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
 
     def _record(self, **values) -> None:
         self.history_.append({k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in values.items()})
+
+
+def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:
+    """Features of one view ("image"/"text" fall back to the first/second view) or of all views side by side.
+
+    Rows where a view is missing are filled with that view's mean (never read as given).
+    """
+    names = list(ds.views)
+    if view == "concat":
+        chosen = names
+    elif view in ds.views:
+        chosen = [view]
+    elif view in ("image", "text") and len(names) >= 2:
+        chosen = [names[0 if view == "image" else 1]]
+    else:
+        raise DataError(f"{ds.name}: unknown view {view!r}; valid: 'concat', {', '.join(map(repr, names))}")
+    parts = []
+    for v in chosen:
+        x, m = ds.views[v], ds.present[v]
+        fill = x[m].mean(0) if m.any() else np.zeros(x.shape[1], dtype=np.float32)
+        parts.append(np.where(m[:, None], x, fill))
+    return np.concatenate(parts, axis=1).astype(np.float32)

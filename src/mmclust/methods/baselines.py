@@ -6,9 +6,9 @@ import numpy as np
 from sklearn.cluster import KMeans as _SKKMeans
 from sklearn.preprocessing import StandardScaler
 
-from ..data import DataError, MultiModalDataset
+from ..data import MultiModalDataset
 from ..runtime import seed_from
-from .base import MultiModalClusterer
+from .base import MultiModalClusterer, select_view
 
 __all__ = ["KMeansBaseline"]
 
@@ -40,21 +40,7 @@ class KMeansBaseline(MultiModalClusterer):
         self.random_state = random_state
 
     def _features(self, ds: MultiModalDataset) -> np.ndarray:
-        if self.view == "concat":
-            names = list(ds.views)
-        elif self.view in ds.views:
-            names = [self.view]
-        elif self.view in ("image", "text") and len(ds.views) >= 2:
-            # stand-in data sets name their views otherwise (gist/lbp, ...): the first view plays the image
-            names = [list(ds.views)[0 if self.view == "image" else 1]]
-        else:
-            raise DataError(f"{ds.name}: unknown view {self.view!r}; valid: 'concat', {', '.join(map(repr, ds.views))}")
-        parts = []
-        for v in names:
-            x, m = ds.views[v], ds.present[v]
-            fill = x[m].mean(0) if m.any() else np.zeros(x.shape[1], dtype=np.float32)
-            parts.append(np.where(m[:, None], x, fill))
-        x = np.concatenate(parts, axis=1)
+        x = select_view(ds, self.view)
         return StandardScaler().fit_transform(x) if self.standardize else x
 
     def fit(self, ds, y=None):

@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..data import DataError, MultiModalDataset
+from ..data import DataError
 from ..runtime import resolve_device, seed_from, torch_generator
-from .base import MultiModalClusterer
+from .base import MultiModalClusterer, select_view
 from .nets import as_device_tensor, kmeans_centers, pretrain_autoencoders, xavier_init_
 
-__all__ = ["DEC", "build_autoencoder", "select_view"]
+__all__ = ["DEC", "build_autoencoder", "self_training"]
 
 
 def build_autoencoder(d_in: int, hidden=(500, 500, 2000), latent_dim: int = 10) -> tuple[nn.Sequential, nn.Sequential]:
@@ -41,28 +41,6 @@ def build_autoencoder(d_in: int, hidden=(500, 500, 2000), latent_dim: int = 10) 
         return nn.Sequential(*layers)
 
     return stack([d_in, *hidden, latent_dim]), stack([latent_dim, *reversed(hidden), d_in])
-
-
-def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:
-    """Features of one view ("image"/"text" fall back to the first/second view) or of all views side by side.
-
-    Rows where a view is missing are filled with that view's mean (never read as given).
-    """
-    names = list(ds.views)
-    if view == "concat":
-        chosen = names
-    elif view in ds.views:
-        chosen = [view]
-    elif view in ("image", "text") and len(names) >= 2:
-        chosen = [names[0 if view == "image" else 1]]
-    else:
-        raise DataError(f"{ds.name}: unknown view {view!r}; valid: 'concat', {', '.join(map(repr, names))}")
-    parts = []
-    for v in chosen:
-        x, m = ds.views[v], ds.present[v]
-        fill = x[m].mean(0) if m.any() else np.zeros(x.shape[1], dtype=np.float32)
-        parts.append(np.where(m[:, None], x, fill))
-    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 class DEC(MultiModalClusterer):
