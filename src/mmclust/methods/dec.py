@@ -124,23 +124,28 @@ def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size
     full = torch.arange(n, device=device)
     history, labels_prev, it, converged = [], None, 0, False
     p_all = None
+
+    @torch.no_grad()
+    def refresh():
+        """Assignments and target on the full data, in eval mode; returns (p, labels)."""
+        for m in modules:
+            m.eval()
+        q_all = assign(full)
+        if on_update is not None:
+            q_all = on_update(q_all)
+        p = targets_fn(q_all)
+        for m in modules:
+            m.train()
+        return p, labels_of(q_all, p)
+
     bar = tqdm(range(max_epochs), desc=desc, disable=not verbose, unit="epoch")
     for epoch in bar:
         total, count = 0.0, 0
         for idx in minibatches(n, batch_size, generator, device):
             if it % update_interval == 0:
-                with torch.no_grad():
-                    for m in modules:
-                        m.eval()
-                    q_all = assign(full)
-                    if on_update is not None:
-                        q_all = on_update(q_all)
-                    p_all = targets_fn(q_all)
-                    labels = labels_of(q_all, p_all)
-                    changed = None if labels_prev is None else float((labels != labels_prev).float().mean())
-                    labels_prev = labels
-                    for m in modules:
-                        m.train()
+                p_all, labels = refresh()
+                changed = None if labels_prev is None else float((labels != labels_prev).float().mean())
+                labels_prev = labels
                 if changed is not None and changed < tol:
                     converged = True
                     break
@@ -156,11 +161,7 @@ def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size
             history.append({"epoch": epoch, "loss": total / count, "iterations": it})
         if converged:
             break
-    with torch.no_grad():
-        for m in modules:
-            m.eval()
-        q_all = assign(full)
-        if on_update is not None:
-            q_all = on_update(q_all)
-        labels = labels_of(q_all, targets_fn(q_all))
+    _, labels = refresh()
+    for m in modules:
+        m.eval()
     return {"labels": labels.cpu().numpy().astype(np.int64), "history": history, "n_iter": it, "converged": converged}

@@ -164,12 +164,7 @@ def load_references(paper_or_path: str | Path) -> References:
     seen = {}
     for i, entry in enumerate(raw.get("result", [])):
         label = f"{where}: [[result]] #{i + 1} ({entry.get('method')}/{entry.get('variant')}/{entry.get('dataset')}/{entry.get('metric')})"
-        unknown = set(entry) - set(_RESULT_REQUIRED) - set(_RESULT_OPTIONAL)
-        if unknown:
-            raise ReferenceError(f"{label}: unknown key(s) {sorted(unknown)}")
-        missing = [k for k in _RESULT_REQUIRED if k not in entry]
-        if missing:
-            raise ReferenceError(f"{label}: missing key(s) {missing}")
+        _check_keys(entry, _RESULT_REQUIRED, _RESULT_OPTIONAL, label)
         cell = ReferenceCell(paper=paper, unit=meta["unit"], **{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()})
         _validate_cell(cell, label, REGISTRY)
         key = cell_key(cell)
@@ -180,12 +175,7 @@ def load_references(paper_or_path: str | Path) -> References:
     ids = set()
     for i, entry in enumerate(raw.get("claim", [])):
         label = f"{where}: [[claim]] #{i + 1} ({entry.get('id')})"
-        unknown = set(entry) - set(_CLAIM_REQUIRED) - set(_CLAIM_OPTIONAL)
-        if unknown:
-            raise ReferenceError(f"{label}: unknown key(s) {sorted(unknown)}")
-        missing = [k for k in _CLAIM_REQUIRED if k not in entry]
-        if missing:
-            raise ReferenceError(f"{label}: missing key(s) {missing}")
+        _check_keys(entry, _CLAIM_REQUIRED, _CLAIM_OPTIONAL, label)
         claim = Claim(paper=paper, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()})
         _validate_claim(claim, label, REGISTRY)
         if claim.id in ids:
@@ -195,6 +185,15 @@ def load_references(paper_or_path: str | Path) -> References:
     if not refs.cells:
         raise ReferenceError(f"{where}: no [[result]] entries")
     return refs
+
+
+def _check_keys(entry: dict, required, optional, label: str) -> None:
+    unknown = set(entry) - set(required) - set(optional)
+    if unknown:
+        raise ReferenceError(f"{label}: unknown key(s) {sorted(unknown)}")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise ReferenceError(f"{label}: missing key(s) {missing}")
 
 
 def _validate_cell(c: ReferenceCell, label: str, registry: dict) -> None:
