@@ -192,3 +192,13 @@ def test_grid_reports_absent_data_and_unimplemented(tmp_path):
     assert whys[("kmeans", "coco_cross")] == "data_absent"
     assert any("jecl_coco_cross.npz" in n["detail"] for n in not_run)
     assert all(s.dataset in ("uci_digits", "scene15", "wiki_sift_lda") for s in specs)
+
+
+def test_cigit_c_bdgp_grid_includes_both_readings_and_claim_baseline(load_real):
+    load_real("bdgp")
+    specs, _ = build_grid("cigit_c", datasets=["bdgp"], runs=2)
+    configs = {(s.method, s.dataset, s.protocol, s.missing_rate) for s in specs}
+    for rate in (0.1, 0.3, 0.5, 0.7):
+        assert {("cigit_c", "bdgp", "incomplete", rate), ("cigit_c", "bdgp_lateral", "incomplete", rate),
+                ("kmeans", "bdgp", "incomplete", rate)} <= configs
+    assert len(specs) == 2 * 12

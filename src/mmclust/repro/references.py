@@ -273,7 +273,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
     wanted = set(datasets) if datasets else None
     plan, not_run, seen, runs_seen = [], [], set(), set()
 
-    def consider(method, variant, dataset, protocol, rate, stand_in, origin):
+    def consider(method, variant, dataset, protocol, rate, stand_in, origin, reading_of=None):
         key = (method, variant, dataset, protocol, rate)
         if key in seen:
             return
@@ -283,7 +283,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
             run_dataset, kind = dataset, "test"
         elif stand_in and status(stand_in) == "present":
             run_dataset, kind = stand_in, "features_differ"
-        if wanted is not None and not ({dataset, run_dataset} & wanted):
+        if wanted is not None and not ({dataset, run_dataset, reading_of} & wanted):
             return
         base = dict(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=rate, origin=origin)
         if method not in METHODS:
@@ -301,7 +301,8 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
         if table is None or c.table == table:
             consider(*c.config, c.stand_in, f"table {c.table}")
             for alt in c.also_on:
-                consider(c.method, c.variant, alt, c.protocol, c.missing_rate, None, f"table {c.table} (also on {alt})")
+                consider(c.method, c.variant, alt, c.protocol, c.missing_rate, None, f"table {c.table} (also on {alt})",
+                         reading_of=c.dataset)
     if table is None:
         for claim in refs.claims:
             for d in tuple(claim.datasets) + tuple(claim.stand_ins):
