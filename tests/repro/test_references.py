@@ -29,6 +29,8 @@ def test_cell_counts_cover_the_named_tables():
     assert len(load_references("dm2c").find(method="dm2c")) == 2 * 5 + 2 * 3 * 5
     assert len(load_references("dmim").find(method="dmim")) == 4 * 2 + 4 * 4
     assert len(load_references("mca").find(method="mca", table="1")) == 15
+    # Table 1: 28 reference rows (incl. SIC's three and the bold MCA row), 15 cells each, minus 51 cells printed "–"
+    assert len(load_references("mca").find(table="1")) == 15 + 28 * 15 - 51
 
 
 # (paper, file, selector, fraction, a string that must be in the paper's text)
@@ -45,6 +47,8 @@ SPOT_CHECKS = [
      "Without Over 0.5305 0.5517 0.5148 0.4678"),
     ("mca", "mca.txt", dict(method="mca", variant="full", dataset="mca_imagenet_dogs", metric="acc", table="1"), 0.749,
      "74.9 <sub>2.5</sub>"),
+    ("mca", "mca.txt", dict(method="GCC", dataset="mca_cifar10", metric="acc"), 0.856,
+     "GCC\t78.8\t68.4\t63.1\t85.6\t76.4"),
 ]
 
 
