@@ -293,8 +293,8 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     payload = [asdict(s) for s in todo]
     if engine == "local" and n_jobs == 1:
         outcomes = []
-        for s in tqdm(todo, desc=f"{paper} runs", disable=quiet, unit="run"):
-            res = execute_run(s, store=store, quiet=True)
+        for s in tqdm(todo, desc=f"{Path(paper).stem} runs", disable=quiet, unit="run"):
+            res = execute_run(s, store=store, quiet=quiet)  # epoch bars nest under the run bar
             outcomes.append({"status": res["status"]})
     elif engine == "local":
         from joblib import Parallel, delayed
