@@ -88,7 +88,8 @@ def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
             row["verdict"] = "unreadable"
         elif p["verdict_kind"] == "features_differ":
             row["verdict"] = "features_differ"
-            row["detail"] = f"ran on {p['run_dataset']} (the paper's samples, other features)"
+            row["detail"] = (f"ran on {p['run_dataset']} (the paper's samples, other features)" if row["n"]
+                             else f"would run on {p['run_dataset']} (the paper's samples, other features); no runs stored yet")
         else:
             row["verdict"] = verdict(c.value, row["mean"], row["n"], c.std, c.resolution)
     else:
@@ -299,9 +300,11 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
         figures.append(path)
     # bars: published vs reproduced with the band, one bar group per cell
     if ran:
-        labels = [f"{r['cell'].variant}\n{r['cell'].dataset}\n{r['cell'].metric}" + (f" {r['cell'].missing_rate:.0%}" if r["cell"].missing_rate is not None else "") for r in ran]
+        labels = [f"{r['cell'].variant}\n{r['run_dataset']}\n{r['cell'].metric}"
+                  + (f" {r['cell'].missing_rate:.0%}" if r["cell"].missing_rate is not None else "")
+                  + ("\n(uncertain)" if r["cell"].uncertain else "") for r in ran]
         x = np.arange(len(ran))
-        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(ran)), 4))
+        fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(ran)), 5))
         pub = np.array([100 * r["published"] for r in ran])
         ax.bar(x - 0.2, pub, 0.4, yerr=[100 * r["band"] for r in ran], capsize=3, color="tab:blue", alpha=0.7, label="published (± band)")
         ax.bar(x + 0.2, [100 * r["mean"] for r in ran], 0.4, yerr=[100 * (r["std"] or 0) for r in ran], capsize=3,
@@ -309,8 +312,10 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
                label="reproduced (± std; green reproduced, red below, orange above, grey features differ)")
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel("%")
-        ax.legend(fontsize=7)
+        ax.set_ylim(0, 105)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False)
         ax.grid(axis="y", alpha=0.3)
+        ax.set_title(f"{cmp['paper']}: published vs reproduced")
         fig.tight_layout()
         path = out / f"{cmp['paper']}_cells.png"
         fig.savefig(path, dpi=110)
