@@ -113,7 +113,7 @@ def _nearer_lines(cmp: dict) -> list[str]:
             continue
         c = rows[0]["cell"]
         best = min(rows, key=lambda r: abs(r["mean"] - r["published"]))
-        desc = ", ".join(f"{r['run_dataset']} {_pct(r['mean'])}" for r in rows)
+        desc = ", ".join(f"{r['run_dataset']} {_pct(r['mean'])} (n={r['n']})" for r in rows)
         rate = "" if c.missing_rate is None else f" @ {c.missing_rate:.0%}"
         lines.append(f"- {c.metric.upper()}{rate} on {c.dataset} (published {_pct(c.value)}): {desc} — nearer: **{best['run_dataset']}**")
     return lines
