@@ -1,0 +1,165 @@
+"""The one data contract every method and protocol speaks: ``MultiModalDataset``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DataError", "MultiModalDataset"]
+
+
+class DataError(ValueError):
+    """Invalid data: the message names the data set, the view, the row and the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class MultiModalDataset:
+    """Samples seen through several views (e.g. ``image`` and ``text``) with ground-truth labels.
+
+    Parameters
+    ----------
+    views : dict name -> float32 array (n, d_view)
+        Features, samples in rows. Rows of a view where ``present[view]`` is False are ignored
+        by every method (their content may be anything, NaN included).
+    labels : int array (n,)
+        Classes 0..k-1. Used by the harness for metrics and by ``fit`` only for ``k``.
+    present : dict name -> bool array (n,), optional
+        Which samples have which view; all True when omitted.
+    name : str
+    class_names : tuple of str, optional
+
+    Validation on construction raises :class:`DataError`: same ``n`` in every view, finite values
+    where present, labels in 0..k-1 with every class used, at least one view per sample.
+    Arrays are copied to float32 / int64 / bool and made read-only, so a dataset never changes
+    under a method's feet.
+    """
+
+    views: dict
+    labels: np.ndarray
+    present: dict = field(default=None)
+    name: str = "dataset"
+    class_names: tuple = field(default=None)
+
+    def __post_init__(self):
+        name = self.name
+        if not isinstance(self.views, dict) or not self.views:
+            raise DataError(f"{name}: views must be a non-empty dict of name -> (n, d) array")
+        labels = np.asarray(self.labels)
+        if labels.ndim == 2 and 1 in labels.shape:
+            labels = labels.ravel()
+        if labels.ndim != 1:
+            raise DataError(f"{name}: labels must be 1-d, got shape {labels.shape}")
+        n = labels.shape[0]
+        if n == 0:
+            raise DataError(f"{name}: no samples")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if not (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels))):
+                raise DataError(f"{name}: labels must be integers, got dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+        k = int(labels.max()) + 1 if labels.size else 0
+        if labels.min() < 0:
+            row = int(np.argmin(labels))
+            raise DataError(f"{name}: label {labels[row]} at row {row} is negative; labels must be 0..k-1")
+        unused = np.setdiff1d(np.arange(k), labels)
+        if unused.size:
+            raise DataError(
+                f"{name}: labels must be 0..k-1 with every class used; class(es) {unused.tolist()[:10]} never occur"
+            )
+
+        present_in = self.present or {}
+        unknown = set(present_in) - set(self.views)
+        if unknown:
+            raise DataError(f"{name}: present masks given for unknown view(s) {sorted(unknown)}")
+        views, present = {}, {}
+        for view, x in self.views.items():
+            x = np.asarray(x)
+            if x.ndim != 2:
+                raise DataError(f"{name}: view {view!r} must be 2-d (n, d), got shape {x.shape}")
+            if x.shape[0] != n:
+                raise DataError(f"{name}: view {view!r} has {x.shape[0]} rows but there are {n} labels")
+            if x.shape[1] == 0:
+                raise DataError(f"{name}: view {view!r} has no features")
+            if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
+                raise DataError(f"{name}: view {view!r} is not numeric (dtype {x.dtype})")
+            mask = present_in.get(view)
+            mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
+            if mask.shape != (n,) or mask.dtype != np.bool_:
+                raise DataError(f"{name}: present[{view!r}] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+            x = x.astype(np.float32)  # astype copies, so the caller's array is never aliased
+            bad = ~np.isfinite(x[mask]).all(axis=1)
+            if bad.any():
+                row = int(np.flatnonzero(mask)[np.argmax(bad)])
+                col = int(np.argmax(~np.isfinite(x[row])))
+                raise DataError(
+                    f"{name}: view {view!r} row {row} column {col} is {x[row, col]} (non-finite) although the view is marked present"
+                )
+            x.flags.writeable = False
+            mask = mask.copy()
+            mask.flags.writeable = False
+            views[view], present[view] = x, mask
+        any_view = np.logical_or.reduce([m for m in present.values()])
+        if not any_view.all():
+            row = int(np.argmin(any_view))
+            raise DataError(f"{name}: row {row} has no view present; every sample needs at least one")
+        labels.flags.writeable = False
+        class_names = tuple(self.class_names) if self.class_names is not None else tuple(str(c) for c in range(k))
+        if len(class_names) != k:
+            raise DataError(f"{name}: {len(class_names)} class names for {k} classes")
+        object.__setattr__(self, "views", views)
+        object.__setattr__(self, "present", present)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "class_names", class_names)
+
+    # -- convenience ---------------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def view_names(self) -> tuple:
+        return tuple(self.views)
+
+    @property
+    def dims(self) -> dict:
+        return {v: int(x.shape[1]) for v, x in self.views.items()}
+
+    @property
+    def complete(self) -> np.ndarray:
+        """Bool mask of samples that have every view."""
+        return np.logical_and.reduce([m for m in self.present.values()])
+
+    def subset(self, index, name: str | None = None) -> "MultiModalDataset":
+        """Rows ``index`` as a new dataset; labels are re-mapped to 0..k'-1 if classes drop out."""
+        index = np.asarray(index)
+        labels = self.labels[index]
+        classes, labels = np.unique(labels, return_inverse=True)
+        return MultiModalDataset(
+            views={v: x[index] for v, x in self.views.items()},
+            labels=labels,
+            present={v: m[index] for v, m in self.present.items()},
+            name=name or self.name,
+            class_names=tuple(self.class_names[c] for c in classes),
+        )
+
+    def replace(self, **changes) -> "MultiModalDataset":
+        """A new, validated dataset with some fields changed (views, labels, present, name)."""
+        fields = dict(views=self.views, labels=self.labels, present=self.present, name=self.name,
+                      class_names=self.class_names)
+        fields.update(changes)
+        return MultiModalDataset(**fields)
+
+    def concatenated(self, fill: float = 0.0) -> np.ndarray:
+        """All views side by side, ``(n, sum d)``, with missing rows filled by ``fill`` (baselines)."""
+        parts = [np.where(self.present[v][:, None], x, fill) for v, x in self.views.items()]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{v}={d}" for v, d in self.dims.items())
+        miss = {v: int((~m).sum()) for v, m in self.present.items() if not m.all()}
+        extra = f", missing={miss}" if miss else ""
+        return f"MultiModalDataset({self.name!r}, n={self.n_samples}, k={self.n_clusters}, dims=({dims}){extra})"
