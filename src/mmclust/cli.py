@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--engine", default="local", choices=["local", "dask"])
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
     rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
-    rp.add_argument("--max-epochs", type=int, default=None, help="cap training epochs (quick looks; stored as an override)")
+    rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")
     rp.add_argument("--db", **common_db)
     rp.add_argument("--out", default="reports")
     rp.add_argument("--no-report", action="store_true")

@@ -30,6 +30,7 @@ from .store import ResultStore
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "environment_fingerprint"]
 
+_EPOCH_PARAMS = ("max_epochs", "pretrain_epochs", "gan_pretrain_epochs")
 # Parameters that say where/how verbosely a run happens, not what it computes: not part of the identity.
 _NON_IDENTITY_PARAMS = ("device", "verbose")
 
@@ -253,8 +254,13 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     methods = _methods()
     for cfg in plan:
         overrides = {}
-        if max_epochs is not None and "max_epochs" in methods[cfg["method"]]().get_params():
-            overrides["max_epochs"] = int(max_epochs)
+        if max_epochs is not None:
+            # a quick look caps every training phase (pre-training included); stored as overrides, so
+            # these runs never mix with runs at the paper's settings
+            defaults = methods[cfg["method"]]().get_params()
+            for phase in _EPOCH_PARAMS:
+                if phase in defaults:
+                    overrides[phase] = min(int(max_epochs), int(defaults[phase]))
         for seed in range(runs):
             specs.append(RunSpec(method=cfg["method"], variant=cfg["variant"], dataset=cfg["run_dataset"],
                                  protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
