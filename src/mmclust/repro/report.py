@@ -119,9 +119,11 @@ def _nearer_lines(cmp: dict) -> list[str]:
     return lines
 
 
-def _config_mean(store, who, dataset, protocol, rate, metric):
+def _config_mean(store, who, dataset, protocol, rate, metric, overrides_seen=None):
     got = stored_runs(store, who["method"], who["variant"], dataset, protocol, rate)
     vals = [r["metrics"][metric] for r in got["rows"] if r["metrics"] and metric in r["metrics"]]
+    if overrides_seen is not None and got["overrides"] and vals:
+        overrides_seen.add(json.dumps(got["overrides"], sort_keys=True))
     return _stats(vals)[0], len(vals)
 
 
@@ -134,12 +136,12 @@ def _evaluate_claim(claim, store) -> dict:
             continue
         nature = "test" if d in claim.datasets else "finding"
         rates = list(claim.missing_rates) or [None]
-        evidence, outcome = [], "holds"
+        evidence, outcome, overrides = [], "holds", set()
         if claim.kind == "greater":
             for rate in rates:
-                b, nb = _config_mean(store, claim.better, d, claim.protocol, rate, claim.metric)
+                b, nb = _config_mean(store, claim.better, d, claim.protocol, rate, claim.metric, overrides)
                 for w in claim.worse:
-                    m, nw = _config_mean(store, w, d, claim.protocol, rate, claim.metric)
+                    m, nw = _config_mean(store, w, d, claim.protocol, rate, claim.metric, overrides)
                     evidence.append({"rate": rate, "better": claim.better, "better_mean": b, "worse": w, "worse_mean": m})
                     if b is None or m is None or nb < MIN_RUNS or nw < MIN_RUNS:
                         outcome = "inconclusive" if outcome != "fails" else outcome
@@ -148,14 +150,15 @@ def _evaluate_claim(claim, store) -> dict:
         else:
             means = []
             for rate in rates:
-                m, n = _config_mean(store, claim.subject, d, claim.protocol, rate, claim.metric)
+                m, n = _config_mean(store, claim.subject, d, claim.protocol, rate, claim.metric, overrides)
                 evidence.append({"rate": rate, "mean": m, "n": n})
                 means.append(m if n >= MIN_RUNS else None)
             if any(m is None for m in means):
                 outcome = "inconclusive"
             elif any(later > earlier + claim.tolerance for earlier, later in zip(means, means[1:])):
                 outcome = "fails"
-        results.append({"dataset": d, "nature": nature, "outcome": outcome, "evidence": evidence})
+        results.append({"dataset": d, "nature": nature, "outcome": outcome, "evidence": evidence,
+                        "overrides": sorted(overrides)})
     return {"claim": claim, "results": results}
 
 
@@ -207,6 +210,8 @@ def _claim_lines(cmp: dict) -> list[str]:
                 else:
                     ev.append(f"{rate}{_pct(e['mean'])}")
             label = "test" if res["nature"] == "test" else "finding (stand-in data: not a pass/fail gate)"
+            if res.get("overrides"):
+                label += "; from runs with overrides " + ", ".join(res["overrides"]) + " (not the paper's settings)"
             lines.append(f"- **{cl.id}** on {res['dataset']} — {cl.text} ({cl.metric.upper()}, tolerance {_pct(cl.tolerance)} pts): "
                          f"**{res['outcome']}**, {label}. " + "; ".join(ev))
     return lines
