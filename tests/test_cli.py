@@ -63,3 +63,12 @@ def test_reproduce_report_results_end_to_end(capsys, tmp_path, monkeypatch, load
     assert "bdgp" in capsys.readouterr().out
     md = (tmp_path / "reports" / "cigit_c.md").read_text()
     assert "**Summary:**" in md and "| 8 | cigit_c | full | bdgp | incomplete 50% | ACC | 62.74 |" in md
+
+
+def test_run_with_store_never_recomputes_a_done_run(capsys, tmp_path):
+    db = str(tmp_path / "r.db")
+    assert main(["run", "kmeans", "--dataset", "synthetic", "--db", db, "--quiet"]) == 0
+    first = capsys.readouterr().out
+    assert main(["run", "kmeans", "--dataset", "synthetic", "--db", db, "--quiet"]) == 0
+    second = capsys.readouterr().out
+    assert "already in" in second and first.split("acc=")[1].split()[0] == second.split("acc=")[1].split()[0]

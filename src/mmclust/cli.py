@@ -63,7 +63,10 @@ def cmd_run(args) -> int:
     )
     spec.validate()
     store = open_store_for(args.db) if args.db else None
-    result = execute_run(spec, store=store, quiet=args.quiet, force=True)
+    # with a store, a run already done is reported from the store, never recomputed over its row
+    result = execute_run(spec, store=store, quiet=args.quiet)
+    if result.get("skipped"):
+        print(f"(already in {args.db}; not re-run)")
     if result["status"] != "done":
         print(f"run failed: {result.get('error')}", file=sys.stderr)
         return 1
