@@ -1,7 +1,8 @@
 """CIGIT-C: Clustering-Induced Generative Incomplete Image-Text Clustering (the paper in ``cigit-c.txt``).
 
-Three layers, as in ClustPy: pure loss functions (``cigit_c_*``), the network bundle
-(``_CIGITCNets``), and the public estimator ``CIGITC``.
+Three layers, as in ClustPy: pure functions for the paper's math (``fuse_codes``, ``encoder_loss``,
+``generator_loss``, ``discriminator_loss``, ``conditional_noise``), the network bundle (``_CIGITCNets``),
+and the public estimator ``CIGITC``.
 
 Choices where the paper is silent or contradicts itself (each also noted at its parameter):
 
@@ -13,6 +14,10 @@ Choices where the paper is silent or contradicts itself (each also noted at its 
 * **Where the GANs live.** Section 3.4 and eqs. (5)-(6) put the generators in the subspaces
   (G12 maps an image code to a text code); Tables 4-5 list raw-feature sizes. We follow the equations:
   generators and discriminators work on subspace codes, conditioned on the soft assignment q (Table 5).
+* **Generator output layer** has no BatchNorm (Table 4 lists BatchNorm on every layer): it forced every code
+  dimension to unit variance, while the encoders' codes have their own scale (measured on BDGP: the
+  generated-code error was 5-30x the codes' variance with it). Encoders see generated codes as fixed
+  inputs (no gradient through G), since Algorithm 1 trains the generators in a step of their own.
 * **Generator loss sign.** Eq. (5) as printed, ``-E log(1 - D(G(z)))``, would reward fakes that look fake;
   we use the standard non-saturating form ``-E log D(G(z))``.
 * **Noise** (Section 3.4): ``noise_dim - k`` standard normals followed by the one-hot of the source
