@@ -77,10 +77,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .repro.references import load_references
     from .repro.runner import build_grid, open_store_for, reproduce
 
-    load_references(args.paper)  # unknown paper: exit 2 before anything is written
+    # validate paper, table, runs before anything is written (unknown names exit 2)
     build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device)
     from .data.registry import get_spec
 

@@ -7,7 +7,10 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..data import DataError, MultiModalDataset
 
-__all__ = ["MultiModalClusterer", "DivergenceError", "select_view"]
+__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "SINGLE_VIEW_VARIANTS"]
+
+# Variants of the single-view baselines (the papers' "+ KM" / "+ DEC" rows): one view, or all side by side.
+SINGLE_VIEW_VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
 
 
 class DivergenceError(RuntimeError):
@@ -44,8 +47,6 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
     def fit_predict(self, ds, y=None):  # noqa: D401 - sklearn signature
         return self.fit(ds).labels_
 
-    def _record(self, **values) -> None:
-        self.history_.append({k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in values.items()})
 
 
 def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data import MultiModalDataset
 from ..runtime import seed_from
-from .base import MultiModalClusterer, select_view
+from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view
 
 __all__ = ["KMeansBaseline"]
 
@@ -30,7 +30,7 @@ class KMeansBaseline(MultiModalClusterer):
     ``labels_`` are k-means' hard assignments.
     """
 
-    VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
+    VARIANTS = SINGLE_VIEW_VARIANTS
 
     def __init__(self, n_clusters=None, view="concat", n_init=20, standardize=False, random_state=None):
         self.n_clusters = n_clusters

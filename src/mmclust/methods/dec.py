@@ -24,7 +24,7 @@ from torch import nn
 from .. import ops
 from ..data import DataError
 from ..runtime import resolve_device, seed_from, torch_generator
-from .base import MultiModalClusterer, select_view
+from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view
 from .nets import as_device_tensor, kmeans_centers, pretrain_autoencoders, xavier_init_
 
 __all__ = ["DEC", "build_autoencoder", "self_training"]
@@ -46,7 +46,7 @@ def build_autoencoder(d_in: int, hidden=(500, 500, 2000), latent_dim: int = 10) 
 class DEC(MultiModalClusterer):
     """Deep Embedded Clustering on one view or the concatenation (see module docstring for settings)."""
 
-    VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
+    VARIANTS = SINGLE_VIEW_VARIANTS
 
     def __init__(self, n_clusters=None, view="concat", hidden=(500, 500, 2000), latent_dim=10, alpha=1.0,
                  pretrain_epochs=200, pretrain_lr=1e-3, corruption=0.2, lr=0.01, momentum=0.9, batch_size=256,
