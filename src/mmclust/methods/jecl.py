@@ -27,8 +27,8 @@ from .. import ops
 from ..data import DataError
 from ..runtime import resolve_device, seed_from, torch_generator
 from .base import MultiModalClusterer
-from .dec import build_autoencoder, self_training
-from .nets import as_device_tensor, kmeans_centers, pretrain_autoencoders, xavier_init_
+from .dec import pretrained_encoder, self_training
+from .nets import as_device_tensor, kmeans_centers
 
 __all__ = ["JECL", "joint_target", "jecl_loss"]
 
@@ -112,20 +112,16 @@ class JECL(MultiModalClusterer):
         k = self._validate(ds)
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)
-        gen = torch_generator(seed, device)
         v_img, v_txt = ds.views
         x_img = as_device_tensor(ds.views[v_img], device)
         x_txt = as_device_tensor(ds.views[v_txt], device)
-        enc_img, dec_img = build_autoencoder(x_img.shape[1], self.hidden, self.latent_dim)
-        enc_txt, dec_txt = build_autoencoder(x_txt.shape[1], self.hidden, self.latent_dim)
-        init_gen = torch_generator(seed, "cpu")
-        for m in (enc_img, dec_img, enc_txt, dec_txt):
-            xavier_init_(m, init_gen)
-            m.to(device)
-        # Section III-a: stacked denoising auto-encoders per view, decoders discarded afterwards
-        self.pretrain_history_ = pretrain_autoencoders(
-            [(enc_img, dec_img, x_img, "image"), (enc_txt, dec_txt, x_txt, "text")], self.pretrain_epochs,
-            self.pretrain_lr, self.batch_size, gen, device, self.corruption, "JECL pretrain", self.verbose)
+        # Section III-a: a stacked denoising auto-encoder per view, decoder discarded afterwards; the same
+        # pre-training DEC gets for that view and seed (see mmclust.methods.dec)
+        settings = (self.hidden, self.latent_dim, self.pretrain_epochs, self.pretrain_lr, self.batch_size, self.corruption, seed)
+        enc_img, hist_img = pretrained_encoder(x_img, *settings, name="image", verbose=self.verbose)
+        enc_txt, hist_txt = pretrained_encoder(x_txt, *settings, name="text", verbose=self.verbose)
+        self.pretrain_history_ = [{**a, **b} for a, b in zip(hist_img, hist_txt)]
+        gen = torch_generator(seed, device)  # the clustering phase's minibatch order
         with torch.no_grad():
             enc_img.eval()
             enc_txt.eval()

@@ -265,6 +265,9 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
             specs.append(RunSpec(method=cfg["method"], variant=cfg["variant"], dataset=cfg["run_dataset"],
                                  protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
                                  overrides=overrides, device=device))
+    # one (dataset, seed) after another, so work a run can share with the next (DEC / JECL pre-training
+    # of a view) is still memoised when the next run needs it; the order changes no result
+    specs.sort(key=lambda s: (s.dataset, s.protocol, s.missing_rate if s.missing_rate is not None else -1.0, s.seed))
     return specs, skipped
 
 
