@@ -202,3 +202,51 @@ def test_cigit_c_bdgp_grid_includes_both_readings_and_claim_baseline(load_real):
         assert {("cigit_c", "bdgp", "incomplete", rate), ("cigit_c", "bdgp_lateral", "incomplete", rate),
                 ("kmeans", "bdgp", "incomplete", rate)} <= configs
     assert len(specs) == 2 * 12
+
+
+def test_report_lists_every_metric_of_claims_run_on_stand_in_data(tmp_path):
+    refs = tmp_path / "toy.toml"
+    refs.write_text(textwrap.dedent("""
+        [meta]
+        paper = "toy"
+        unit = "fraction"
+        direction = "higher"
+
+        [[result]]
+        table = "1"
+        method = "kmeans"
+        variant = "concat"
+        dataset = "coco_cross"
+        protocol = "paired"
+        metric = "acc"
+        printed = "0.9"
+        value = 0.9
+        runs = 5
+
+        [[claim]]
+        id = "concat_beats_image"
+        kind = "greater"
+        metric = "acc"
+        tolerance = 0.01
+        protocol = "paired"
+        datasets = ["coco_cross"]
+        stand_ins = ["synthetic"]
+        better = { method = "kmeans", variant = "concat" }
+        worse = [{ method = "kmeans", variant = "image" }]
+        text = "both views beat one"
+        source = "toy"
+        """))
+    store = ResultStore(tmp_path / "r.db")
+    summary = reproduce(str(refs), runs=3, store=store, quiet=True)
+    assert summary["done"] == 6 and summary["cells_not_run"][0]["why"] == "data_absent"
+    cmp = compare(str(refs), store)
+    found = {(f["method"], f["variant"]): f for f in cmp["findings"]}
+    assert set(found) == {("kmeans", "concat"), ("kmeans", "image")}
+    image_nmi = [r["metrics"]["nmi"] for r in store.query(method="kmeans", variant="image")]
+    assert len(image_nmi) == 3 and found[("kmeans", "image")]["n"] == 3
+    assert found[("kmeans", "image")]["stats"]["nmi"][0] == pytest.approx(np.mean(image_nmi))
+    paths = write_report(str(refs), store, tmp_path / "rep")
+    assert "toy_findings.png" in {p.name for p in paths}
+    md = (tmp_path / "rep" / "toy.md").read_text()
+    section = md.split("## Findings on stand-in data", 1)[1]
+    assert f"{100 * np.mean(image_nmi):.2f}" in section and "| synthetic | paired | kmeans | image | 3 |" in section

@@ -64,11 +64,44 @@ def compare(paper: str, store: ResultStore) -> dict:
             row["also_on"] = alt
             rows.append(row)
     claims = [_evaluate_claim(cl, store) for cl in refs.claims]
+    findings = _stand_in_findings(refs.claims, store)
     summary = defaultdict(int)
     for r in rows:
         summary[r["verdict"]] += 1
     return {"paper": refs.paper, "meta": refs.meta, "rows": rows, "claims": claims, "summary": dict(summary),
-            "reference_rows": [c for c in refs.cells if c.reference_only]}
+            "findings": findings, "reference_rows": [c for c in refs.cells if c.reference_only]}
+
+
+FINDING_METRICS = ("acc", "nmi", "ari", "f_score", "purity")
+
+
+def _stand_in_findings(claims, store) -> list[dict]:
+    """Every metric of every configuration a claim compares on stand-in data (one row per configuration).
+
+    The claims themselves look at one metric; a reader judging a finding wants the whole picture.
+    """
+    from ..data.registry import status
+
+    seen, rows = set(), []
+    for claim in claims:
+        members = [claim.better, *claim.worse] if claim.kind == "greater" else [claim.subject]
+        for d in claim.stand_ins:
+            if status(d) != "present":
+                continue
+            for rate in list(claim.missing_rates) or [None]:
+                for who in members:
+                    key = (d, claim.protocol, rate, who["method"], who["variant"])
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    got = stored_runs(store, who["method"], who["variant"], d, claim.protocol, rate)
+                    done = [r for r in got["rows"] if r["metrics"]]
+                    stats = {m: _stats([r["metrics"][m] for r in done if m in r["metrics"]]) for m in FINDING_METRICS}
+                    walls = [r["wall_time_s"] for r in done if r["wall_time_s"] is not None]
+                    rows.append({"dataset": d, "protocol": claim.protocol, "rate": rate, "method": who["method"],
+                                 "variant": who["variant"], "n": len(done), "stats": stats, "overrides": got["overrides"],
+                                 "wall_time_s": float(np.mean(walls)) if walls else None})
+    return rows
 
 
 def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
@@ -186,6 +219,22 @@ def _cell_rows(cmp: dict) -> list[list[str]]:
     return out
 
 
+_FINDING_HEADER = ["dataset", "protocol", "method", "variant", "runs", "ACC", "NMI", "ARI", "F", "Purity", "s / run"]
+
+
+def _finding_rows(cmp: dict) -> list[list[str]]:
+    out = []
+    for f in cmp.get("findings", []):
+        if not f["n"]:
+            continue
+        cells = [f"{_pct(m)} ± {_pct(sd)}" for m, sd in (f["stats"][k] for k in FINDING_METRICS)]
+        proto = f["protocol"] + ("" if f["rate"] is None else f" {f['rate']:.0%}")
+        runs = str(f["n"]) + (f" (overrides {f['overrides']})" if f["overrides"] else "")
+        wall = "–" if f["wall_time_s"] is None else f"{f['wall_time_s']:.0f}"
+        out.append([f["dataset"], proto, f["method"], f["variant"], runs, *cells, wall])
+    return out
+
+
 _HEADER = ["table", "method", "variant", "dataset", "protocol", "metric", "published %", "reproduced % (mean ± std)", "band", "verdict", "notes"]
 
 
@@ -230,6 +279,12 @@ def render_markdown(cmp: dict, figures: list[Path]) -> str:
     if nearer:
         lines += ["", "## Which reading of the data lands nearer the paper", ""] + nearer
     lines += ["", "## Claims", ""] + (_claim_lines(cmp) or ["(none)"])
+    if any(f["n"] for f in cmp.get("findings", [])):
+        lines += ["", "## Findings on stand-in data", "",
+                  "The paper's data are absent here; its claims were run on these multi-view sets instead. "
+                  "Other data, so not a verdict on the paper: what the method does on them. Values in %, mean ± std over runs.", "",
+                  "| " + " | ".join(_FINDING_HEADER) + " |", "|" + "---|" * len(_FINDING_HEADER)]
+        lines += ["| " + " | ".join(r) + " |" for r in _finding_rows(cmp)]
     timing = [r for r in cmp["rows"] if r.get("wall_time_s")]
     if timing:
         lines += ["", "## Runs", ""]
@@ -260,6 +315,12 @@ def render_html(cmp: dict, figures: list[Path]) -> str:
     body.append("</table><h2>Claims</h2><ul>")
     body += [f"<li>{esc(line[2:])}</li>" for line in _claim_lines(cmp)]
     body.append("</ul>")
+    finding_rows = _finding_rows(cmp)
+    if finding_rows:
+        body.append("<h2>Findings on stand-in data</h2><p>Other data than the paper's: not a verdict on the paper. Values in %.</p><table><tr>"
+                    + "".join(f"<th>{esc(h)}</th>" for h in _FINDING_HEADER) + "</tr>")
+        body += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in finding_rows]
+        body.append("</table>")
     body += [f"<h2>{esc(f.stem)}</h2><img src='{esc(f.name)}' style='max-width:900px'>" for f in figures]
     style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>mmclust report: {esc(cmp['paper'])}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
@@ -323,6 +384,28 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
         ax.set_title(f"{cmp['paper']}: published vs reproduced")
         fig.tight_layout()
         path = out / f"{cmp['paper']}_cells.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append(path)
+    found = [f for f in cmp.get("findings", []) if f["n"]]
+    if found:
+        datasets = sorted({(f["dataset"], f["protocol"], f["rate"]) for f in found}, key=str)
+        fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.0, 1.1 * len(found) + 1.5 * len(datasets)), 4.2), squeeze=False)
+        for ax, d in zip(axes[0], datasets):
+            group = [f for f in found if (f["dataset"], f["protocol"], f["rate"]) == d]
+            x = np.arange(len(group))
+            for j, (metric, colour) in enumerate((("acc", "tab:blue"), ("nmi", "tab:orange"), ("ari", "tab:green"))):
+                means = [100 * (f["stats"][metric][0] or 0) for f in group]
+                sds = [100 * (f["stats"][metric][1] or 0) for f in group]
+                ax.bar(x + (j - 1) * 0.27, means, 0.27, yerr=sds, capsize=2, color=colour, label=metric.upper())
+            ax.set_xticks(x, [f"{f['method']}\n{f['variant']}".replace("_", " ") for f in group], fontsize=7)
+            ax.set(title=d[0] + ("" if d[2] is None else f" @ {d[2]:.0%}") + f" (n={min(f['n'] for f in group)})",
+                   ylabel="%", ylim=(0, 100))
+            ax.grid(axis="y", alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(f"{cmp['paper']}: claims on stand-in data (findings, mean ± std)")
+        fig.tight_layout()
+        path = out / f"{cmp['paper']}_findings.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         figures.append(path)
