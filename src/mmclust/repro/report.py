@@ -326,6 +326,15 @@ def render_html(cmp: dict, figures: list[Path]) -> str:
     return f"<!doctype html><html><head><meta charset='utf-8'><title>mmclust report: {esc(cmp['paper'])}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plots(cmp: dict, out: Path) -> list[Path]:
     try:
         import matplotlib
@@ -359,11 +368,7 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
             ax.set(title=title, xlabel="missing rate (%)", ylabel=f"{key[2].upper()} (%)")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"{cmp['paper']}_missing_rate.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append(path)
+        figures.append(_save(fig, out / f"{cmp['paper']}_missing_rate.png"))
     # bars: published vs reproduced with the band, one bar group per cell
     if ran:
         labels = [f"{r['cell'].variant}\n{r['run_dataset']}\n{r['cell'].metric}"
@@ -382,11 +387,7 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False)
         ax.grid(axis="y", alpha=0.3)
         ax.set_title(f"{cmp['paper']}: published vs reproduced")
-        fig.tight_layout()
-        path = out / f"{cmp['paper']}_cells.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append(path)
+        figures.append(_save(fig, out / f"{cmp['paper']}_cells.png"))
     found = [f for f in cmp.get("findings", []) if f["n"]]
     if found:
         datasets = sorted({(f["dataset"], f["protocol"], f["rate"]) for f in found}, key=str)
@@ -404,11 +405,7 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
             ax.grid(axis="y", alpha=0.3)
         axes[0][0].legend(fontsize=8)
         fig.suptitle(f"{cmp['paper']}: claims on stand-in data (findings, mean ± std)")
-        fig.tight_layout()
-        path = out / f"{cmp['paper']}_findings.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        figures.append(path)
+        figures.append(_save(fig, out / f"{cmp['paper']}_findings.png"))
     return figures
 
 
