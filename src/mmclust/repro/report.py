@@ -282,7 +282,8 @@ def render_markdown(cmp: dict, figures: list[Path]) -> str:
     if any(f["n"] for f in cmp.get("findings", [])):
         lines += ["", "## Findings on stand-in data", "",
                   "The paper's data are absent here; its claims were run on these multi-view sets instead. "
-                  "Other data, so not a verdict on the paper: what the method does on them. Values in %, mean ± std over runs.", "",
+                  "Other data, so not a verdict on the paper: what the method does on them. Values in %, mean ± std over runs. "
+                  "s / run is wall time; where methods share pre-training (DEC, JECL), the first run of a data set and seed pays for it.", "",
                   "| " + " | ".join(_FINDING_HEADER) + " |", "|" + "---|" * len(_FINDING_HEADER)]
         lines += ["| " + " | ".join(r) + " |" for r in _finding_rows(cmp)]
     timing = [r for r in cmp["rows"] if r.get("wall_time_s")]
