@@ -231,8 +231,14 @@ def test_report_lists_every_metric_of_claims_run_on_stand_in_data(tmp_path):
     image_nmi = [r["metrics"]["nmi"] for r in store.query(method="kmeans", variant="image")]
     assert len(image_nmi) == 3 and found[("kmeans", "image")]["n"] == 3
     assert found[("kmeans", "image")]["stats"]["nmi"][0] == pytest.approx(np.mean(image_nmi))
+    # the claim compares seed by seed too (same seed, same data split)
+    acc_of = {v: {r["seed"]: r["metrics"]["acc"] for r in store.query(method="kmeans", variant=v)} for v in ("concat", "image")}
+    pair = cmp["claims"][0]["results"][0]["evidence"][0]["paired"]
+    assert pair["n"] == 3 and pair["mean"] == pytest.approx(np.mean([acc_of["concat"][s] - acc_of["image"][s] for s in range(3)]))
+    assert pair["wins"] == sum(acc_of["concat"][s] > acc_of["image"][s] for s in range(3))
     paths = write_report(str(refs), store, tmp_path / "rep")
     assert "toy_findings.png" in {p.name for p in paths}
     md = (tmp_path / "rep" / "toy.md").read_text()
     section = md.split("## Findings on stand-in data", 1)[1]
     assert f"{100 * np.mean(image_nmi):.2f}" in section and "| synthetic | paired | kmeans | image | 3 |" in section
+    assert f"concat ahead in {pair['wins']}/3" in md

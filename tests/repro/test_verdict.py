@@ -44,3 +44,15 @@ def test_edges_and_inconclusive():
     assert V.verdict(0.5, float("nan"), 5) == "inconclusive"
     with pytest.raises(ValueError):
         V.band(-0.1)
+
+
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 0.2))
+def test_greater_claim_outcome_follows_the_gap(a, b, tol):
+    out = V.greater_claim_outcome([(a, 3, b, 3)], tol)
+    assert out == ("fails" if a < b - tol else "level" if a <= b + tol else "holds")
+    # another comparison can only make it worse, never better
+    order = {"holds": 0, "level": 1, "inconclusive": 2, "fails": 3}
+    assert order[V.greater_claim_outcome([(a, 3, b, 3), (0.5, 3, 0.5, 3)], tol)] >= order[out] or out == "fails"
+    # too few runs: inconclusive, unless another comparison already fails
+    assert V.greater_claim_outcome([(a, 2, b, 3)], tol) == "inconclusive"
+    assert V.greater_claim_outcome([(0.1, 3, 0.9, 3), (a, 2, b, 3)], tol) == "fails"

@@ -16,7 +16,7 @@ import numpy as np
 
 from .references import load_references, run_plan
 from .store import ResultStore
-from .verdict import ABS_FLOOR, MIN_RUNS, Z, band, verdict
+from .verdict import ABS_FLOOR, MIN_RUNS, Z, band, greater_claim_outcome, verdict
 
 __all__ = ["compare", "write_report", "stored_runs"]
 
@@ -101,7 +101,8 @@ def _stand_in_findings(claims, store) -> list[dict]:
                     rows.append({"dataset": d, "protocol": claim.protocol, "rate": rate, "method": who["method"],
                                  "variant": who["variant"], "n": len(done), "stats": stats, "overrides": got["overrides"],
                                  "wall_time_s": float(np.mean(walls)) if walls else None})
-    return rows
+    order = list(dict.fromkeys(r["dataset"] for r in rows))
+    return sorted(rows, key=lambda r: order.index(r["dataset"]))  # one data set's rows together
 
 
 def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
@@ -152,12 +153,29 @@ def _nearer_lines(cmp: dict) -> list[str]:
     return lines
 
 
-def _config_mean(store, who, dataset, protocol, rate, metric, overrides_seen=None):
+def _config_values(store, who, dataset, protocol, rate, metric, overrides_seen=None) -> dict:
+    """``{seed: metric}`` over the stored successful runs of one configuration."""
     got = stored_runs(store, who["method"], who["variant"], dataset, protocol, rate)
-    vals = [r["metrics"][metric] for r in got["rows"] if r["metrics"] and metric in r["metrics"]]
+    vals = {r["seed"]: r["metrics"][metric] for r in got["rows"] if r["metrics"] and metric in r["metrics"]}
     if overrides_seen is not None and got["overrides"] and vals:
         overrides_seen.add(json.dumps(got["overrides"], sort_keys=True))
-    return _stats(vals)[0], len(vals)
+    return vals
+
+
+def _config_mean(store, who, dataset, protocol, rate, metric, overrides_seen=None):
+    vals = _config_values(store, who, dataset, protocol, rate, metric, overrides_seen)
+    return _stats(list(vals.values()))[0], len(vals)
+
+
+def _paired(better: dict, worse: dict) -> dict | None:
+    """Seed-by-seed difference of two configurations (same seed = same split and, for DEC/JECL, same
+    pre-training), which separates an ablation's effect from the spread between seeds."""
+    seeds = sorted(set(better) & set(worse))
+    if len(seeds) < 2:
+        return None
+    diffs = [better[s] - worse[s] for s in seeds]
+    mean, sd = _stats(diffs)
+    return {"n": len(seeds), "mean": mean, "std": sd, "wins": sum(d > 0 for d in diffs)}
 
 
 def _evaluate_claim(claim, store) -> dict:
@@ -172,14 +190,15 @@ def _evaluate_claim(claim, store) -> dict:
         evidence, outcome, overrides = [], "holds", set()
         if claim.kind == "greater":
             for rate in rates:
-                b, nb = _config_mean(store, claim.better, d, claim.protocol, rate, claim.metric, overrides)
+                bv = _config_values(store, claim.better, d, claim.protocol, rate, claim.metric, overrides)
+                b, nb = _stats(list(bv.values()))[0], len(bv)
                 for w in claim.worse:
-                    m, nw = _config_mean(store, w, d, claim.protocol, rate, claim.metric, overrides)
-                    evidence.append({"rate": rate, "better": claim.better, "better_mean": b, "worse": w, "worse_mean": m})
-                    if b is None or m is None or nb < MIN_RUNS or nw < MIN_RUNS:
-                        outcome = "inconclusive" if outcome != "fails" else outcome
-                    elif b < m - claim.tolerance:
-                        outcome = "fails"
+                    wv = _config_values(store, w, d, claim.protocol, rate, claim.metric, overrides)
+                    m, nw = _stats(list(wv.values()))[0], len(wv)
+                    evidence.append({"rate": rate, "better": claim.better, "better_mean": b, "worse": w, "worse_mean": m,
+                                     "paired": _paired(bv, wv), "runs": (nb, nw)})
+            outcome = greater_claim_outcome([(e["better_mean"], e["runs"][0], e["worse_mean"], e["runs"][1]) for e in evidence],
+                                            claim.tolerance)
         else:
             means = []
             for rate in rates:
@@ -227,7 +246,7 @@ def _finding_rows(cmp: dict) -> list[list[str]]:
     for f in cmp.get("findings", []):
         if not f["n"]:
             continue
-        cells = [f"{_pct(m)} ± {_pct(sd)}" for m, sd in (f["stats"][k] for k in FINDING_METRICS)]
+        cells = [f"{_pct(m)} ± {_pct(sd)}" if f["n"] > 1 else _pct(m) for m, sd in (f["stats"][k] for k in FINDING_METRICS)]
         proto = f["protocol"] + ("" if f["rate"] is None else f" {f['rate']:.0%}")
         runs = str(f["n"]) + (f" (overrides {f['overrides']})" if f["overrides"] else "")
         wall = "–" if f["wall_time_s"] is None else f"{f['wall_time_s']:.0f}"
@@ -255,7 +274,12 @@ def _claim_lines(cmp: dict) -> list[str]:
             for e in res["evidence"]:
                 rate = "" if e["rate"] is None else f"@{e['rate']:.0%} "
                 if "better_mean" in e:
-                    ev.append(f"{rate}{e['better']['variant']} {_pct(e['better_mean'])} vs {e['worse']['method']}/{e['worse']['variant']} {_pct(e['worse_mean'])}")
+                    text = f"{rate}{e['better']['variant']} {_pct(e['better_mean'])} vs {e['worse']['method']}/{e['worse']['variant']} {_pct(e['worse_mean'])}"
+                    pair = e.get("paired")
+                    if pair:
+                        text += (f" (seed by seed: {100 * pair['mean']:+.2f} ± {100 * pair['std']:.2f} pts, "
+                                 f"{e['better']['variant']} ahead in {pair['wins']}/{pair['n']})")
+                    ev.append(text)
                 else:
                     ev.append(f"{rate}{_pct(e['mean'])}")
             label = "test" if res["nature"] == "test" else "finding (stand-in data: not a pass/fail gate)"

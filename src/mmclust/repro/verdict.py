@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ABS_FLOOR", "Z", "MIN_RUNS", "band", "verdict", "VERDICTS", "CLAIM_OUTCOMES"]
+__all__ = ["ABS_FLOOR", "Z", "MIN_RUNS", "band", "verdict", "greater_claim_outcome", "VERDICTS", "CLAIM_OUTCOMES"]
 
 ABS_FLOOR = 0.03
 Z = 2.0
 MIN_RUNS = 3
 
 VERDICTS = ("reproduced", "below", "above", "inconclusive", "features_differ", "data_absent", "not_implemented", "unreadable")
-CLAIM_OUTCOMES = ("holds", "fails", "inconclusive")
+CLAIM_OUTCOMES = ("holds", "level", "fails", "inconclusive")
 
 
 def band(std: float | None = None, resolution: float = 0.0) -> float:
@@ -55,3 +55,23 @@ def verdict(published: float, reproduced_mean: float, n_runs: int, std: float | 
     if diff > half:
         return "above"
     return "reproduced"
+
+
+def greater_claim_outcome(comparisons, tolerance: float) -> str:
+    """Outcome of "A beats B1, B2, ..." from ``(mean_a, runs_a, mean_b, runs_b)`` per comparison.
+
+    ``fails``: A behind some B by more than ``tolerance``; ``inconclusive``: otherwise, some side has fewer
+    than ``MIN_RUNS`` runs; ``level``: A within ``tolerance`` of some B (the runs cannot tell them apart at
+    this tolerance, so "beats" is not shown); ``holds``: A ahead of every B by more than ``tolerance``.
+    """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    outcome = "holds"
+    for a, n_a, b, n_b in comparisons:
+        if a is None or b is None or n_a < MIN_RUNS or n_b < MIN_RUNS:
+            outcome = "inconclusive" if outcome != "fails" else outcome
+        elif a < b - tolerance:
+            return "fails"
+        elif a <= b + tolerance and outcome == "holds":
+            outcome = "level"
+    return outcome
