@@ -416,8 +416,10 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
     found = [f for f in cmp.get("findings", []) if f["n"]]
     if found:
         datasets = sorted({(f["dataset"], f["protocol"], f["rate"]) for f in found}, key=str)
-        fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.0, 1.1 * len(found) + 1.5 * len(datasets)), 4.2), squeeze=False)
-        for ax, d in zip(axes[0], datasets):
+        widest = max(sum((f["dataset"], f["protocol"], f["rate"]) == d for f in found) for d in datasets)
+        # one panel per data set, stacked: panels stay readable however many data sets there are
+        fig, axes = plt.subplots(len(datasets), 1, figsize=(max(6.0, 1.2 * widest + 1.5), 3.4 * len(datasets)), squeeze=False)
+        for ax, d in zip(axes[:, 0], datasets):
             group = [f for f in found if (f["dataset"], f["protocol"], f["rate"]) == d]
             x = np.arange(len(group))
             for j, (metric, colour) in enumerate((("acc", "tab:blue"), ("nmi", "tab:orange"), ("ari", "tab:green"))):
