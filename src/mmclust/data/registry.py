@@ -115,10 +115,14 @@ def _load_bdgp(path: Path, spec: DatasetSpec, image_columns: int | None = None) 
     return MultiModalDataset({"image": image, "text": text}, _labels_from(m["truth"], spec.name), name=spec.name)
 
 
-def _load_wiki_sift_lda(path: Path, spec: DatasetSpec) -> MultiModalDataset:
-    m = _loadmat(path)
-    return MultiModalDataset({"image": _cell(m["X"], 0), "text": _cell(m["X"], 1)},
-                             _labels_from(m["Y"], spec.name), name=spec.name)
+def _two_cell_loader(features_key: str, labels_key: str, views: tuple[str, str]):
+    """Loader for files holding a 1x2 cell array of (samples x features) views and a label vector."""
+    def load(path: Path, spec: DatasetSpec) -> MultiModalDataset:
+        m = _loadmat(path)
+        return MultiModalDataset({name: _cell(m[features_key], i) for i, name in enumerate(views)},
+                                 _labels_from(m[labels_key], spec.name), name=spec.name)
+
+    return load
 
 
 def _load_wiki_roph(path: Path, spec: DatasetSpec) -> MultiModalDataset:
@@ -136,19 +140,6 @@ def wiki_roph_split(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     train = np.asarray(s["ind_train"]).ravel().astype(np.int64) - 1
     test = np.asarray(s["ind_test"]).ravel().astype(np.int64) - 1
     return train, test
-
-
-def _load_scene15(path: Path, spec: DatasetSpec) -> MultiModalDataset:
-    m = _loadmat(path)
-    return MultiModalDataset({"gist": _cell(m["X"], 0), "lbp": _cell(m["X"], 1)},
-                             _labels_from(m["Y"], spec.name), name=spec.name)
-
-
-def _load_uci_digits(path: Path, spec: DatasetSpec) -> MultiModalDataset:
-    m = _loadmat(path)
-    # pixel averages (240) as the image-like view, Fourier coefficients (76) as the second view
-    return MultiModalDataset({"pixels": _cell(m["fea"], 0), "fourier": _cell(m["fea"], 1)},
-                             _labels_from(m["gt"], spec.name), name=spec.name)
 
 
 def _load_user_npz(path: Path, spec: DatasetSpec) -> MultiModalDataset:
@@ -198,7 +189,7 @@ _register(DatasetSpec(
     "70f150b0dc01591c0f52426983beb5a3721eff8b6773682eff60b5b9a2eb1858", 2866, 10, {"image": 128, "text": 10},
     "lab-807/GloryIMVC @ 451b86a26a1f : datasets/Wiki.mat",
     "Wikipedia featured articles, SIFT BoVW 128-d image + LDA 10-d text (the papers' pairs, not their features)",
-    ("cigit_c", "dm2c", "jecl"), _load_wiki_sift_lda))
+    ("cigit_c", "dm2c", "jecl"), _two_cell_loader("X", "Y", ("image", "text"))))
 _register(DatasetSpec(
     "wiki_roph", "wiki_roph.mat",
     "e417067eb501fbb41375b4461469089c9f0332ff9cdaf3b5f6570bbf0078d97c", 2866, 10, {"image": 128, "text": 100},
@@ -210,12 +201,14 @@ _register(DatasetSpec(
     "ec33b5e1f53eea04ccacc8b7bdfc6091ed490b04214eb41fd83c05a0a173221f", 4485, 15, {"gist": 20, "lbp": 59},
     "XLearning-SCU/2021-CVPR-Completer @ ad37110046234 : data/Scene-15.mat (MIT)",
     "Scene-15, GIST 20-d + LBP 59-d (not image-text; a second real multi-view set for stand-in runs)",
-    ("jecl",), _load_scene15))
+    ("jecl",), _two_cell_loader("X", "Y", ("gist", "lbp"))))
 _register(DatasetSpec(
     "uci_digits", "uci_digits.mat",
     "854a7bf0206b123d450e495fe107789b95116b070edc81c6167b8091ef9a682a", 2000, 10, {"pixels": 240, "fourier": 76},
     "youweiliang/Multi-view_Graph_Learning @ 0920aa38676f : data/UCI_Digits.mat (MIT)",
-    "UCI handwritten digits, pixel averages 240-d + Fourier 76-d (stand-in multi-view data)", ("jecl",), _load_uci_digits))
+    "UCI handwritten digits, pixel averages 240-d + Fourier 76-d (stand-in multi-view data)", ("jecl",),
+    # pixel averages (240) as the image-like view, Fourier coefficients (76) as the second view
+    _two_cell_loader("fea", "gt", ("pixels", "fourier"))))
 
 # Generated in memory (no file): the fast stand-in for tests and demos of the harness itself.
 _register(DatasetSpec(
