@@ -24,12 +24,13 @@ any number: a cache hit returns exactly the weights a fresh pre-training would p
 
 from __future__ import annotations
 
+import copy
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
-
-import hashlib
-from collections import OrderedDict
 
 from .. import ops
 from ..data import DataError
@@ -86,16 +87,15 @@ def pretrained_encoder(x: torch.Tensor, hidden, latent_dim: int, epochs: int, lr
         history = pretrain_autoencoders([(enc, dec, x, "")], epochs, lr, batch_size,
                                         torch_generator(view_seed, x.device), x.device, corruption,
                                         f"pretrain {name}", verbose)
-        hit = ({k: v.detach().clone() for k, v in enc.state_dict().items()}, history)
+        enc.zero_grad(set_to_none=True)  # the memo keeps weights only
+        hit = (enc, history)
         _PRETRAIN_CACHE[key] = hit
         while len(_PRETRAIN_CACHE) > _PRETRAIN_CACHE_SIZE:
             _PRETRAIN_CACHE.popitem(last=False)
     _PRETRAIN_CACHE.move_to_end(key)
-    state, history = hit
-    enc, _ = build_autoencoder(x.shape[1], hidden, latent_dim)
-    enc.load_state_dict(state)
+    cached_enc, history = hit
     # the memo is shared by callers that name the view differently; the history carries the caller's name
-    return enc.to(x.device), [{(f"{name}{k}" if k.startswith("_") else k): v for k, v in row.items()} for row in history]
+    return copy.deepcopy(cached_enc), [{(f"{name}{k}" if k.startswith("_") else k): v for k, v in row.items()} for row in history]
 
 
 class DEC(MultiModalClusterer):

@@ -69,7 +69,7 @@ def greater_claim_outcome(comparisons, tolerance: float) -> str:
     outcome = "holds"
     for a, n_a, b, n_b in comparisons:
         if a is None or b is None or n_a < MIN_RUNS or n_b < MIN_RUNS:
-            outcome = "inconclusive" if outcome != "fails" else outcome
+            outcome = "inconclusive"
         elif a < b - tolerance:
             return "fails"
         elif a <= b + tolerance and outcome == "holds":
