@@ -162,8 +162,7 @@ def _config_values(store, who, dataset, protocol, rate, metric, overrides_seen=N
     return vals
 
 
-def _config_mean(store, who, dataset, protocol, rate, metric, overrides_seen=None):
-    vals = _config_values(store, who, dataset, protocol, rate, metric, overrides_seen)
+def _mean_and_count(vals: dict) -> tuple:
     return _stats(list(vals.values()))[0], len(vals)
 
 
@@ -191,10 +190,10 @@ def _evaluate_claim(claim, store) -> dict:
         if claim.kind == "greater":
             for rate in rates:
                 bv = _config_values(store, claim.better, d, claim.protocol, rate, claim.metric, overrides)
-                b, nb = _stats(list(bv.values()))[0], len(bv)
+                b, nb = _mean_and_count(bv)
                 for w in claim.worse:
                     wv = _config_values(store, w, d, claim.protocol, rate, claim.metric, overrides)
-                    m, nw = _stats(list(wv.values()))[0], len(wv)
+                    m, nw = _mean_and_count(wv)
                     evidence.append({"rate": rate, "better": claim.better, "better_mean": b, "worse": w, "worse_mean": m,
                                      "paired": _paired(bv, wv), "runs": (nb, nw)})
             outcome = greater_claim_outcome([(e["better_mean"], e["runs"][0], e["worse_mean"], e["runs"][1]) for e in evidence],
@@ -202,7 +201,7 @@ def _evaluate_claim(claim, store) -> dict:
         else:
             means = []
             for rate in rates:
-                m, n = _config_mean(store, claim.subject, d, claim.protocol, rate, claim.metric, overrides)
+                m, n = _mean_and_count(_config_values(store, claim.subject, d, claim.protocol, rate, claim.metric, overrides))
                 evidence.append({"rate": rate, "mean": m, "n": n})
                 means.append(m if n >= MIN_RUNS else None)
             if any(m is None for m in means):
@@ -415,12 +414,13 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
         figures.append(_save(fig, out / f"{cmp['paper']}_cells.png"))
     found = [f for f in cmp.get("findings", []) if f["n"]]
     if found:
-        datasets = sorted({(f["dataset"], f["protocol"], f["rate"]) for f in found}, key=str)
-        widest = max(sum((f["dataset"], f["protocol"], f["rate"]) == d for f in found) for d in datasets)
+        panels = defaultdict(list)  # one per (data set, protocol, rate), in the findings table's order
+        for f in found:
+            panels[(f["dataset"], f["protocol"], f["rate"])].append(f)
+        widest = max(len(group) for group in panels.values())
         # one panel per data set, stacked: panels stay readable however many data sets there are
-        fig, axes = plt.subplots(len(datasets), 1, figsize=(max(6.0, 1.2 * widest + 1.5), 3.4 * len(datasets)), squeeze=False)
-        for ax, d in zip(axes[:, 0], datasets):
-            group = [f for f in found if (f["dataset"], f["protocol"], f["rate"]) == d]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 1.2 * widest + 1.5), 3.4 * len(panels)), squeeze=False)
+        for ax, (d, group) in zip(axes[:, 0], panels.items()):
             x = np.arange(len(group))
             for j, (metric, colour) in enumerate((("acc", "tab:blue"), ("nmi", "tab:orange"), ("ari", "tab:green"))):
                 means = [100 * (f["stats"][metric][0] or 0) for f in group]
