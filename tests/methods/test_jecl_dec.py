@@ -137,9 +137,13 @@ def test_pretraining_memo_changes_no_number(blobs):
     for a, b in zip(enc_a.state_dict().values(), enc_b.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert "image_reconstruction" in hist[0]
-    # another view (or seed) gets its own initialisation; a returned encoder is a copy, not the memo
-    enc_t, _ = pretrained_encoder(torch.tensor(blobs.views["text"]), *settings)
-    assert not torch.equal(enc_t[2].weight, enc_b[2].weight)
+    # another view gets its own initialisation (compared untrained: 0 epochs); a returned encoder is a copy
+    untrained = (SMALL["hidden"], SMALL["latent_dim"], 0, 1e-3, SMALL["batch_size"], 0.2, 5)
+    init_a, _ = pretrained_encoder(x, *untrained)
+    init_b, _ = pretrained_encoder(x.flip(0), *untrained)  # same shape, other features
+    assert not torch.equal(init_a[0].weight, init_b[0].weight)
+    init_again, _ = pretrained_encoder(x.clone(), *untrained)  # same features: same draw
+    assert torch.equal(init_a[0].weight, init_again[0].weight)
     with torch.no_grad():
         enc_b[0].weight.zero_()
     enc_c, _ = pretrained_encoder(x, *settings)

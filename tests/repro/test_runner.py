@@ -192,6 +192,12 @@ def test_grid_reports_absent_data_and_unimplemented(tmp_path):
     assert whys[("kmeans", "coco_cross")] == "data_absent"
     assert any("jecl_coco_cross.npz" in n["detail"] for n in not_run)
     assert all(s.dataset in ("uci_digits", "scene15", "wiki_sift_lda") for s in specs)
+    # one (dataset, seed) after another, so the pre-training a DEC/JECL run memoises serves the next ones
+    order = [(s.dataset, s.seed) for s in specs]
+    from mmclust.data.registry import status
+
+    present = [d for d in ("uci_digits", "scene15", "wiki_sift_lda") if status(d) == "present"]
+    assert order == sorted(order) and len(specs) == 6 * len(present)  # 4 JECL variants + DEC on each view
 
 
 def test_cigit_c_bdgp_grid_includes_both_readings_and_claim_baseline(load_real):
@@ -242,3 +248,12 @@ def test_report_lists_every_metric_of_claims_run_on_stand_in_data(tmp_path):
     section = md.split("## Findings on stand-in data", 1)[1]
     assert f"{100 * np.mean(image_nmi):.2f}" in section and "| synthetic | paired | kmeans | image | 3 |" in section
     assert f"concat ahead in {pair['wins']}/3" in md
+
+
+def test_paired_differences_count_only_strict_wins():
+    from mmclust.repro.report import _paired
+
+    pair = _paired({0: 0.5, 1: 0.6, 2: 0.4, 7: 0.9}, {0: 0.5, 1: 0.5, 2: 0.5})  # seed 7 has no partner
+    assert pair["n"] == 3 and pair["wins"] == 1 and pair["mean"] == pytest.approx(0.0)
+    assert pair["std"] == pytest.approx(0.1)
+    assert _paired({0: 0.5}, {0: 0.4}) is None  # one common seed says nothing about spread
