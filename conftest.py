@@ -21,6 +21,11 @@ settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The README passes MMCLUST_DATA as a relative path; tests that chdir into a temporary folder must still find
+# the data, so it is pinned to an absolute path once, before any test runs.
+if os.environ.get("MMCLUST_DATA"):
+    os.environ["MMCLUST_DATA"] = str(Path(os.environ["MMCLUST_DATA"]).expanduser().resolve())
+
 
 def e2e_device() -> str | None:
     """The device GPU-marked tests run on, or None when they must skip."""
