@@ -62,7 +62,11 @@ def test_reproduce_report_results_end_to_end(capsys, tmp_path, monkeypatch, load
     assert main(["results"]) == 0
     assert "bdgp" in capsys.readouterr().out
     md = (tmp_path / "reports" / "cigit_c.md").read_text()
-    assert "**Summary:**" in md and "| 8 | cigit_c | full | bdgp | incomplete 50% | ACC | 62.74 |" in md
+    assert "| 8 | cigit_c | full | bdgp | incomplete 50%; held-out: 500 test rows | ACC | 62.74 |" in md
+    # quick-look runs (--max-epochs) are another configuration: shown apart, never a verdict or in the summary
+    assert "0 reproduced / 0 below / 0 above / 7 inconclusive" in md and "no runs at the paper's settings" in md
+    other = md.split("## Runs at other settings", 1)[1].split("##", 1)[0]
+    assert '"max_epochs": 1' in other and "(n=1, 0 failed)" in other
 
 
 def test_run_with_store_never_recomputes_a_done_run(capsys, tmp_path):

@@ -59,7 +59,7 @@ def cmd_run(args) -> int:
     spec = RunSpec(
         method=args.method, variant=args.variant, dataset=args.dataset, protocol=args.protocol,
         missing_rate=args.missing_rate, seed=args.seed, overrides=_parse_overrides(args.set),
-        device=args.device,
+        device=args.device, split=args.split,
     )
     spec.validate()
     store = open_store_for(args.db) if args.db else None
@@ -72,7 +72,11 @@ def cmd_run(args) -> int:
         return 1
     m = result["metrics"]
     print(f"{spec.method} on {spec.dataset} ({spec.protocol}{'' if spec.missing_rate is None else f' {spec.missing_rate:.0%}'}, seed {spec.seed}):")
-    print("  " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()) + f"  wall={result['wall_time_s']:.1f}s  device={result['device']}")
+    train = m.pop("train", None)
+    if train is not None:
+        print("  train: " + "  ".join(f"{k}={v:.4f}" for k, v in train.items()))
+    print(("  test:  " if train is not None else "  ") + "  ".join(f"{k}={v:.4f}" for k, v in m.items())
+          + f"  wall={result['wall_time_s']:.1f}s  device={result['device']}")
     return 0
 
 
@@ -89,7 +93,7 @@ def cmd_reproduce(args) -> int:
     summary = reproduce(
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
         engine=args.engine, scheduler=args.scheduler, n_jobs=args.jobs, store=store, quiet=args.quiet,
-        max_epochs=args.max_epochs,
+        max_epochs=args.max_epochs, findings=args.with_findings,
     )
     print(f"{args.paper}: {summary['done']} runs done, {summary['skipped']} already stored, {summary['failed']} failed"
           f" -> {args.db}")
@@ -120,11 +124,12 @@ def cmd_results(args) -> int:
     store = open_store_for(args.db, must_exist=True)
     rows = store.query(method=args.method, dataset=args.dataset, status=args.status)
     table = [[r["run_id"][:10], r["method"], r["variant"], r["dataset"], r["protocol"],
-              "" if r["missing_rate"] is None else f"{r['missing_rate']:.2f}", r["seed"], r["status"],
+              "" if r["missing_rate"] is None else f"{r['missing_rate']:.2f}", r.get("split") or "all rows",
+              (r.get("code_version") or "?")[:8], r["seed"], r["status"],
               "" if r["metrics"] is None else f"{r['metrics'].get('acc', float('nan')):.4f}",
               "" if r["metrics"] is None else f"{r['metrics'].get('nmi', float('nan')):.4f}",
               f"{r['wall_time_s'] or 0:.1f}"] for r in rows]
-    _print_table(table, ["run", "method", "variant", "dataset", "protocol", "miss", "seed", "status", "acc", "nmi", "wall_s"])
+    _print_table(table, ["run", "method", "variant", "dataset", "protocol", "miss", "split", "code", "seed", "status", "acc", "nmi", "wall_s"])
     return 0
 
 
@@ -146,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--protocol", default="paired", help="paired | incomplete | mixed_modal")
     r.add_argument("--missing-rate", type=float, default=None)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--split", default=None, help="score held-out rows: test=N, test_fraction=F or dataset (its own split)")
     r.add_argument("--device", default="auto")
     r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="hyperparameter overrides")
     r.add_argument("--db", default=None, help="also store the result in this SQLite file")
@@ -162,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
     rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
     rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")
+    rp.add_argument("--with-findings", action="store_true",
+                    help="also run each cell's other readings (e.g. BDGP's first 1000 columns, all rows without the split)")
     rp.add_argument("--db", **common_db)
     rp.add_argument("--out", default="reports")
     rp.add_argument("--no-report", action="store_true")

@@ -22,8 +22,9 @@ class MultiModalDataset:
     views : dict name -> float32 array (n, d_view)
         Features, samples in rows. Rows of a view where ``present[view]`` is False are ignored
         by every method (their content may be anything, NaN included).
-    labels : int array (n,)
-        Classes 0..k-1. Used by the harness for metrics and by ``fit`` only for ``k``.
+    labels : int array (n,) or None
+        Classes 0..k-1. Used by the harness for metrics and by ``fit`` only for ``k``. ``None``: unlabelled
+        data (clustering works, scoring does not; a method then needs ``n_clusters``).
     present : dict name -> bool array (n,), optional
         Which samples have which view; all True when omitted.
     name : str
@@ -36,7 +37,7 @@ class MultiModalDataset:
     """
 
     views: dict
-    labels: np.ndarray
+    labels: np.ndarray | None
     present: dict = field(default=None)
     name: str = "dataset"
     class_names: tuple = field(default=None)
@@ -45,27 +46,12 @@ class MultiModalDataset:
         name = self.name
         if not isinstance(self.views, dict) or not self.views:
             raise DataError(f"{name}: views must be a non-empty dict of name -> (n, d) array")
-        labels = np.asarray(self.labels)
-        if labels.ndim == 2 and 1 in labels.shape:
-            labels = labels.ravel()
-        if labels.ndim != 1:
-            raise DataError(f"{name}: labels must be 1-d, got shape {labels.shape}")
-        n = labels.shape[0]
-        if n == 0:
-            raise DataError(f"{name}: no samples")
-        if not np.issubdtype(labels.dtype, np.integer):
-            if not (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels))):
-                raise DataError(f"{name}: labels must be integers, got dtype {labels.dtype}")
-        labels = labels.astype(np.int64)
-        k = int(labels.max()) + 1 if labels.size else 0
-        if labels.min() < 0:
-            row = int(np.argmin(labels))
-            raise DataError(f"{name}: label {labels[row]} at row {row} is negative; labels must be 0..k-1")
-        unused = np.setdiff1d(np.arange(k), labels)
-        if unused.size:
-            raise DataError(
-                f"{name}: labels must be 0..k-1 with every class used; class(es) {unused.tolist()[:10]} never occur"
-            )
+        if self.labels is None:
+            labels, n = None, _rows_of(self.views, name)
+        else:
+            labels = _checked_labels(self.labels, name)
+            n = labels.shape[0]
+        k = None if labels is None else int(labels.max()) + 1
 
         present_in = self.present or {}
         unknown = set(present_in) - set(self.views)
@@ -77,7 +63,7 @@ class MultiModalDataset:
             if x.ndim != 2:
                 raise DataError(f"{name}: view {view!r} must be 2-d (n, d), got shape {x.shape}")
             if x.shape[0] != n:
-                raise DataError(f"{name}: view {view!r} has {x.shape[0]} rows but there are {n} labels")
+                raise DataError(f"{name}: view {view!r} has {x.shape[0]} rows but " + (f"there are {n} labels" if labels is not None else f"the first view has {n}"))
             if x.shape[1] == 0:
                 raise DataError(f"{name}: view {view!r} has no features")
             if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
@@ -102,10 +88,13 @@ class MultiModalDataset:
         if not any_view.all():
             row = int(np.argmin(any_view))
             raise DataError(f"{name}: row {row} has no view present; every sample needs at least one")
-        labels.flags.writeable = False
-        class_names = tuple(self.class_names) if self.class_names is not None else tuple(str(c) for c in range(k))
-        if len(class_names) != k:
-            raise DataError(f"{name}: {len(class_names)} class names for {k} classes")
+        if labels is not None:
+            labels.flags.writeable = False
+            class_names = tuple(self.class_names) if self.class_names is not None else tuple(str(c) for c in range(k))
+            if len(class_names) != k:
+                raise DataError(f"{name}: {len(class_names)} class names for {k} classes")
+        else:
+            class_names = None if self.class_names is None else tuple(self.class_names)
         object.__setattr__(self, "views", views)
         object.__setattr__(self, "present", present)
         object.__setattr__(self, "labels", labels)
@@ -114,11 +103,21 @@ class MultiModalDataset:
     # -- convenience ---------------------------------------------------------------------------
     @property
     def n_samples(self) -> int:
-        return int(self.labels.shape[0])
+        return int(next(iter(self.views.values())).shape[0])
 
     @property
-    def n_clusters(self) -> int:
-        return len(self.class_names)
+    def n_clusters(self) -> int | None:
+        """Number of classes, or None for unlabelled data without class names."""
+        return None if self.class_names is None else len(self.class_names)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    def without_labels(self) -> "MultiModalDataset":
+        """The same samples without labels, keeping the class names (so k): all a label-blind method may see."""
+        return MultiModalDataset(views=self.views, labels=None, present=self.present, name=self.name,
+                                 class_names=self.class_names)
 
     @property
     def view_names(self) -> tuple:
@@ -136,14 +135,17 @@ class MultiModalDataset:
     def subset(self, index, name: str | None = None) -> "MultiModalDataset":
         """Rows ``index`` as a new dataset; labels are re-mapped to 0..k'-1 if classes drop out."""
         index = np.asarray(index)
-        labels = self.labels[index]
-        classes, labels = np.unique(labels, return_inverse=True)
+        if self.labels is None:
+            labels, class_names = None, self.class_names
+        else:
+            classes, labels = np.unique(self.labels[index], return_inverse=True)
+            class_names = tuple(self.class_names[c] for c in classes)
         return MultiModalDataset(
             views={v: x[index] for v, x in self.views.items()},
             labels=labels,
             present={v: m[index] for v, m in self.present.items()},
             name=name or self.name,
-            class_names=tuple(self.class_names[c] for c in classes),
+            class_names=class_names,
         )
 
     def replace(self, **changes) -> "MultiModalDataset":
@@ -162,4 +164,39 @@ class MultiModalDataset:
         dims = ", ".join(f"{v}={d}" for v, d in self.dims.items())
         miss = {v: int((~m).sum()) for v, m in self.present.items() if not m.all()}
         extra = f", missing={miss}" if miss else ""
-        return f"MultiModalDataset({self.name!r}, n={self.n_samples}, k={self.n_clusters}, dims=({dims}){extra})"
+        k = "unlabelled" if self.labels is None else f"k={self.n_clusters}"
+        return f"MultiModalDataset({self.name!r}, n={self.n_samples}, {k}, dims=({dims}){extra})"
+
+
+def _rows_of(views, name: str) -> int:
+    """Sample count of unlabelled data: the first view's rows (every view is checked against it)."""
+    if not isinstance(views, dict) or not views:
+        raise DataError(f"{name}: views must be a non-empty dict of name -> (n, d) array")
+    first = np.asarray(next(iter(views.values())))
+    if first.ndim != 2:
+        raise DataError(f"{name}: view {next(iter(views))!r} must be 2-d (n, d), got shape {first.shape}")
+    if first.shape[0] == 0:
+        raise DataError(f"{name}: no samples")
+    return int(first.shape[0])
+
+
+def _checked_labels(raw, name: str) -> np.ndarray:
+    """Labels as int64 0..k-1 with every class used; raises DataError naming the problem."""
+    labels = np.asarray(raw)
+    if labels.ndim == 2 and 1 in labels.shape:
+        labels = labels.ravel()
+    if labels.ndim != 1:
+        raise DataError(f"{name}: labels must be 1-d, got shape {labels.shape}")
+    if labels.shape[0] == 0:
+        raise DataError(f"{name}: no samples")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels))):
+            raise DataError(f"{name}: labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        row = int(np.argmin(labels))
+        raise DataError(f"{name}: label {labels[row]} at row {row} is negative; labels must be 0..k-1")
+    unused = np.setdiff1d(np.arange(int(labels.max()) + 1), labels)
+    if unused.size:
+        raise DataError(f"{name}: labels must be 0..k-1 with every class used; class(es) {unused.tolist()[:10]} never occur")
+    return labels

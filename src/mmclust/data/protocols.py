@@ -11,7 +11,8 @@ import numpy as np
 
 from .dataset import DataError, MultiModalDataset
 
-__all__ = ["paired", "incomplete", "mixed_modal", "train_test_split", "PROTOCOLS", "apply_protocol"]
+__all__ = ["paired", "incomplete", "mixed_modal", "train_test_split", "parse_split", "apply_split", "PROTOCOLS",
+           "apply_protocol"]
 
 
 def paired(ds: MultiModalDataset, seed: int | None = None) -> MultiModalDataset:
@@ -56,13 +57,15 @@ def mixed_modal(ds: MultiModalDataset, seed: int) -> MultiModalDataset:
     return ds.replace(present=present)
 
 
-def train_test_split(ds: MultiModalDataset, test_size: float | None = None, seed: int = 0,
+def train_test_split(ds: MultiModalDataset, test_size: float | int | None = None, seed: int = 0,
                      test_index=None) -> tuple[MultiModalDataset, MultiModalDataset]:
     """Split rows into train and test sets.
 
     Either a fixed split (``test_index``: the row indices of the test set, e.g. the one shipped in
-    ``wiki_roph.mat``) or a stratified random split with ``test_size`` (a fraction, e.g. 0.3 for
-    CIGIT-C's Wikipedia protocol), seeded.
+    ``wiki_roph.mat``) or a random split, seeded, with ``test_size`` a fraction in (0, 1) or a number of rows
+    (CIGIT-C's BDGP: 500 of 2,500). With labels the split is stratified: each class gives its share of the test
+    rows (largest-remainder rounding, so the total is exact), so no class vanishes from either side. The labels
+    serve only to draw the split, never a method's fit. Without labels the rows are drawn uniformly.
     """
     n = ds.n_samples
     if test_index is not None:
@@ -71,22 +74,82 @@ def train_test_split(ds: MultiModalDataset, test_size: float | None = None, seed
             raise DataError(f"{ds.name}: test_index must hold row numbers in 0..{n - 1}")
         if np.unique(test_index).size != test_index.size:
             raise DataError(f"{ds.name}: test_index has duplicate rows")
+        if test_index.size == n:
+            raise DataError(f"{ds.name}: test_index holds every row; nothing is left to train on")
     else:
-        if test_size is None or not 0.0 < test_size < 1.0:
-            raise DataError(f"{ds.name}: test_size must be a fraction in (0, 1), got {test_size}")
+        n_test = _test_count(ds, test_size)
         rng = np.random.default_rng(seed)
-        # stratified: the same fraction from each class, so no class vanishes from either side
-        picks = []
-        for c in range(ds.n_clusters):
-            members = np.flatnonzero(ds.labels == c)
-            take = int(round(test_size * members.size))
-            picks.append(rng.choice(members, size=take, replace=False))
-        test_index = np.sort(np.concatenate(picks))
+        if ds.labels is None:
+            test_index = np.sort(rng.choice(n, size=n_test, replace=False))
+        else:
+            sizes = np.bincount(ds.labels)
+            exact = n_test * sizes / n
+            take = np.floor(exact).astype(np.int64)
+            # largest remainder: the rows the floor left over go to the classes that lost most to it
+            for c in np.argsort(-(exact - take), kind="stable")[: n_test - int(take.sum())]:
+                take[c] += 1
+            picks = [rng.choice(np.flatnonzero(ds.labels == c), size=int(t), replace=False) for c, t in enumerate(take)]
+            test_index = np.sort(np.concatenate(picks))
     is_test = np.zeros(n, dtype=bool)
     is_test[test_index] = True
     train = ds.subset(np.flatnonzero(~is_test), name=f"{ds.name}")
     test = ds.subset(np.sort(test_index), name=f"{ds.name}")
     return train, test
+
+
+def _test_count(ds: MultiModalDataset, test_size) -> int:
+    n = ds.n_samples
+    if isinstance(test_size, bool) or test_size is None:
+        raise DataError(f"{ds.name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
+    if isinstance(test_size, (int, np.integer)):
+        count = int(test_size)
+    elif 0.0 < float(test_size) < 1.0:
+        count = int(round(float(test_size) * n))
+    else:
+        raise DataError(f"{ds.name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
+    if not 1 <= count < n:
+        raise DataError(f"{ds.name}: a test set of {count} rows out of {n} leaves no train or no test rows")
+    return count
+
+
+def parse_split(split) -> str | None:
+    """Canonical text of a split setting: None (fit and score on all rows), ``"test=500"`` (a row count),
+    ``"test_fraction=0.25"`` or ``"dataset"`` (the data set's own fixed split). Accepts the reference files'
+    forms ``{test = 500}``, ``{test_fraction = 0.25}``, ``"dataset"``, and the canonical text itself."""
+    if split is None or split == "none":
+        return None
+    if isinstance(split, str):
+        if split == "dataset":
+            return split
+        key, _, value = split.partition("=")
+        try:
+            split = {key: int(value) if key == "test" else float(value)}
+        except ValueError:
+            raise DataError(f"split {split!r}: expected test=N, test_fraction=F or dataset") from None
+    if isinstance(split, dict) and len(split) == 1:
+        ((key, value),) = split.items()
+        if key == "test" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return f"test={value}"
+        if key == "test_fraction" and isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+            return f"test_fraction={float(value):.10g}"
+    raise DataError(f"split {split!r}: expected {{test = N}} (N >= 1 rows), {{test_fraction = F}} (0 < F < 1) or \"dataset\"")
+
+
+def apply_split(ds: MultiModalDataset, split: str | None, seed: int, fixed_test_index=None):
+    """``(train, test)`` for a canonical split (see :func:`parse_split`); ``(ds, None)`` without one.
+
+    Run after the missing-view protocol: rows lose views over the whole data set first, then train and test
+    rows are drawn, so both sides carry the same missing-view process (each about the protocol's rate).
+    """
+    split = parse_split(split)
+    if split is None:
+        return ds, None
+    if split == "dataset":
+        if fixed_test_index is None:
+            raise DataError(f"{ds.name}: split 'dataset' needs a data set that ships its own train/test split")
+        return train_test_split(ds, test_index=fixed_test_index)
+    key, _, value = split.partition("=")
+    return train_test_split(ds, test_size=int(value) if key == "test" else float(value), seed=seed)
 
 
 PROTOCOLS = ("paired", "incomplete", "mixed_modal")

@@ -28,7 +28,7 @@ from .dataset import DataError, MultiModalDataset
 from .synthetic import make_multiview_blobs
 
 __all__ = [
-    "DatasetSpec", "REGISTRY", "is_generated", "data_sha256", "USER_FEATURES_FORMAT", "data_dir", "get_spec", "load", "status", "sha256_of",
+    "DatasetSpec", "REGISTRY", "fixed_test_index", "is_generated", "data_sha256", "USER_FEATURES_FORMAT", "data_dir", "get_spec", "load", "status", "sha256_of",
     "MAX_FILE_BYTES",
 ]
 
@@ -140,6 +140,16 @@ def wiki_roph_split(path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     train = np.asarray(s["ind_train"]).ravel().astype(np.int64) - 1
     test = np.asarray(s["ind_test"]).ravel().astype(np.int64) - 1
     return train, test
+
+
+def fixed_test_index(name: str) -> np.ndarray | None:
+    """Test rows of a data set that ships its own train/test split (``wiki_roph``), else None."""
+    spec = get_spec(name)
+    if not spec.fixed_split:
+        return None
+    if name == "wiki_roph":
+        return wiki_roph_split()[1]
+    raise DataError(f"{name}: marked as shipping a fixed split, but no reader for it is registered")
 
 
 def _load_user_npz(path: Path, spec: DatasetSpec) -> MultiModalDataset:

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..data import DataError, MultiModalDataset
 
-__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "SINGLE_VIEW_VARIANTS"]
+__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "view_means", "SINGLE_VIEW_VARIANTS"]
 
 # Variants of the single-view baselines (the papers' "+ KM" / "+ DEC" rows): one view, or all side by side.
 SINGLE_VIEW_VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
@@ -24,12 +24,21 @@ class DivergenceError(RuntimeError):
 class MultiModalClusterer(ClusterMixin, BaseEstimator):
     """Base class. ``fit(dataset)`` sets ``labels_`` and ``history_`` (list of per-epoch dicts).
 
-    Label-blindness: ``fit`` reads ``dataset.n_clusters`` (k) and nothing else from the labels.
-    ``n_clusters=None`` means "take k from the dataset".
+    Label-blindness: ``fit`` reads ``dataset.n_clusters`` (k) and nothing else from the labels; a fit on
+    the data set without labels, with its labels, or with its labels shuffled across samples gives the same
+    ``labels_`` and ``history_`` (one shared test holds every registered method to this).
+    ``n_clusters=None`` means "take k from the dataset"; unlabelled data then needs ``n_clusters``.
+    ``predict(dataset)`` assigns new samples to the fitted clusters (train/test protocols).
     """
 
     def _n_clusters(self, ds: MultiModalDataset) -> int:
-        k = getattr(self, "n_clusters", None) or ds.n_clusters
+        k = getattr(self, "n_clusters", None)
+        if k is None:
+            k = ds.n_clusters
+            if k is None:
+                raise DataError(f"{ds.name}: the data set has no labels, so n_clusters must be given")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise DataError(f"n_clusters must be an integer, got {k!r}")
         if k < 2:
             raise DataError(f"{ds.name}: need at least 2 clusters, got k={k}")
         if k > ds.n_samples:
@@ -47,12 +56,29 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
     def fit_predict(self, ds, y=None):  # noqa: D401 - sklearn signature
         return self.fit(ds).labels_
 
+    def _check_fitted_for(self, ds) -> MultiModalDataset:
+        """``predict``'s guard: fitted, and the same views with the same widths as the training data."""
+        ds = self._check_dataset(ds)
+        dims = getattr(self, "fitted_dims_", None)
+        if dims is None:
+            raise DataError(f"{type(self).__name__} is not fitted yet: call fit before predict")
+        if dict(ds.dims) != dims:
+            raise DataError(f"{ds.name}: predict needs the views the model was fitted on, {dims}; got {dict(ds.dims)}")
+        return ds
 
 
-def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:
+
+def view_means(ds: MultiModalDataset) -> dict:
+    """Each view's mean over its present rows (zeros when none): the fill for missing rows."""
+    return {v: (x[ds.present[v]].mean(0) if ds.present[v].any() else np.zeros(x.shape[1], dtype=np.float32))
+            for v, x in ds.views.items()}
+
+
+def select_view(ds: MultiModalDataset, view: str, fill: dict | None = None) -> np.ndarray:
     """Features of one view ("image"/"text" fall back to the first/second view) or of all views side by side.
 
-    Rows where a view is missing are filled with that view's mean (never read as given).
+    Rows where a view is missing are filled with ``fill[view]`` (default: that view's mean over the present
+    rows of ``ds``; ``predict`` passes the training data's means), never read as given.
     """
     names = list(ds.views)
     if view == "concat":
@@ -63,9 +89,6 @@ def select_view(ds: MultiModalDataset, view: str) -> np.ndarray:
         chosen = [names[0 if view == "image" else 1]]
     else:
         raise DataError(f"{ds.name}: unknown view {view!r}; valid: 'concat', {', '.join(map(repr, names))}")
-    parts = []
-    for v in chosen:
-        x, m = ds.views[v], ds.present[v]
-        fill = x[m].mean(0) if m.any() else np.zeros(x.shape[1], dtype=np.float32)
-        parts.append(np.where(m[:, None], x, fill))
+    fill = view_means(ds) if fill is None else fill
+    parts = [np.where(ds.present[v][:, None], ds.views[v], fill[v]) for v in chosen]
     return np.concatenate(parts, axis=1).astype(np.float32)

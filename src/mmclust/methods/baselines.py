@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data import MultiModalDataset
 from ..runtime import seed_from
-from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view
+from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view, view_means
 
 __all__ = ["KMeansBaseline"]
 
@@ -27,7 +27,8 @@ class KMeansBaseline(MultiModalClusterer):
     standardize : bool, default False
         Papers feed raw features; standardising is offered because views differ in scale.
 
-    ``labels_`` are k-means' hard assignments.
+    ``labels_`` are k-means' hard assignments; ``predict`` gives new samples their nearest centre (missing
+    views filled with the training data's means, standardised with the training data's scaler).
     """
 
     VARIANTS = SINGLE_VIEW_VARIANTS
@@ -39,15 +40,22 @@ class KMeansBaseline(MultiModalClusterer):
         self.standardize = standardize
         self.random_state = random_state
 
-    def _features(self, ds: MultiModalDataset) -> np.ndarray:
-        x = select_view(ds, self.view)
-        return StandardScaler().fit_transform(x) if self.standardize else x
-
     def fit(self, ds, y=None):
         ds = self._check_dataset(ds)
         k = self._n_clusters(ds)
+        self.view_fill_ = view_means(ds)
+        x = select_view(ds, self.view, self.view_fill_)
+        self.scaler_ = StandardScaler().fit(x) if self.standardize else None
         km = _SKKMeans(n_clusters=k, n_init=self.n_init, random_state=seed_from(self.random_state))
-        self.labels_ = km.fit_predict(self._features(ds)).astype(np.int64)
+        self.labels_ = km.fit_predict(self.scaler_.transform(x) if self.scaler_ else x).astype(np.int64)
+        self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_
         self.history_ = [{"epoch": 0, "loss": float(km.inertia_)}]
+        self.fitted_dims_ = dict(ds.dims)
         return self
+
+    def predict(self, ds) -> np.ndarray:
+        """Nearest fitted centre for each sample of ``ds``."""
+        ds = self._check_fitted_for(ds)
+        x = select_view(ds, self.view, self.view_fill_)
+        return self.kmeans_.predict(self.scaler_.transform(x) if self.scaler_ else x).astype(np.int64)

@@ -341,7 +341,25 @@ class CIGITC(MultiModalClusterer):
         self.fused_codes_ = z_fus.cpu().numpy()
         self.labels_ = self.fused_assignment_.argmax(1).astype(np.int64)
         self.n_epochs_ = self.max_epochs
+        self.fitted_dims_ = dict(ds.dims)
         return self
+
+    def predict(self, ds) -> np.ndarray:
+        """Clusters of new samples: argmax of the fused soft assignment q(3) (eqs. 2 and 9) from the trained
+        encoders, generators and centroids, as ``labels_`` is read. Missing views are generated as in training
+        (generator noise from a generator seeded by ``random_state``); nothing is trained."""
+        ds = self._check_fitted_for(ds)
+        v_img, v_txt = ds.views
+        device = self.nets_.centers[0].device
+        x_img = as_device_tensor(np.where(ds.present[v_img][:, None], ds.views[v_img], 0.0), device)
+        x_txt = as_device_tensor(np.where(ds.present[v_txt][:, None], ds.views[v_txt], 0.0), device)
+        has_img = torch.as_tensor(ds.present[v_img].copy(), device=device)
+        has_txt = torch.as_tensor(ds.present[v_txt].copy(), device=device)
+        gen = torch_generator(seed_from(self.random_state) + 1, device)
+        self.nets_.eval()
+        with torch.no_grad():
+            _, _, q_fus = self._assignments(x_img, x_txt, has_img, has_txt, gen)
+        return q_fus.argmax(1).cpu().numpy().astype(np.int64)
 
     def _pretrain(self, x_img, x_txt, has_img, has_txt, gen, device) -> list:
         """Auto-encoder pre-training of both encoders on their present rows (MSE); returns per-epoch losses."""

@@ -35,7 +35,7 @@ from torch import nn
 from .. import ops
 from ..data import DataError
 from ..runtime import resolve_device, seed_from, torch_generator
-from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view
+from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view, view_means
 from .nets import as_device_tensor, kmeans_centers, pretrain_autoencoders, xavier_init_
 
 __all__ = ["DEC", "build_autoencoder", "pretrained_encoder", "clear_pretrain_cache", "self_training"]
@@ -133,7 +133,8 @@ class DEC(MultiModalClusterer):
             raise DataError("DEC: need 0 <= corruption < 1, update_interval >= 1, batch_size >= 2")
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)
-        x = as_device_tensor(select_view(ds, self.view), device)
+        self.view_fill_ = view_means(ds)
+        x = as_device_tensor(select_view(ds, self.view, self.view_fill_), device)
         enc, self.pretrain_history_ = pretrained_encoder(
             x, self.hidden, self.latent_dim, self.pretrain_epochs, self.pretrain_lr, self.batch_size, self.corruption,
             seed, self.view, self.verbose)
@@ -151,7 +152,18 @@ class DEC(MultiModalClusterer):
             tol=self.tol, max_epochs=self.max_epochs, generator=gen, device=device, verbose=self.verbose, desc="DEC")
         self.history_, self.n_iter_, self.converged_ = result["history"], result["n_iter"], result["converged"]
         self.labels_ = result["labels"]
+        self.fitted_dims_ = dict(ds.dims)
         return self
+
+    def predict(self, ds) -> np.ndarray:
+        """Argmax of the Student-t assignment (DEC eq. 1) of the trained encoder's codes of new samples."""
+        ds = self._check_fitted_for(ds)
+        centers = self.cluster_centers_
+        x = as_device_tensor(select_view(ds, self.view, self.view_fill_), centers.device)
+        self.encoder_.eval()
+        with torch.no_grad():
+            q = ops.student_t_assignment(self.encoder_(x), centers, self.alpha)
+        return q.argmax(1).cpu().numpy().astype(np.int64)
 
 
 def _argmax_q(assigned, p):

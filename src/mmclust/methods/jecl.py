@@ -169,4 +169,22 @@ class JECL(MultiModalClusterer):
         self.n_iter_, self.converged_ = result["n_iter"], result["converged"]
         self.encoders_ = (enc_img, enc_txt)
         self.cluster_centers_ = (mu_img.detach().cpu().numpy(), mu_txt.detach().cpu().numpy())
+        self._centers = (mu_img.detach(), mu_txt.detach())
+        self.fitted_dims_ = dict(ds.dims)
         return self
+
+    def predict(self, ds) -> np.ndarray:
+        """New samples, read as ``labels_`` is: argmax of the joint target (eq. 5) of the trained encoders'
+        assignments. The target's cluster frequencies f are those of the samples given, so a sample's label
+        can depend on the other samples predicted with it (as in the paper's transductive setting)."""
+        ds = self._check_fitted_for(ds)
+        if not ds.complete.all():
+            raise DataError(f"{ds.name}: JECL predicts complete image-text pairs only")
+        enc_img, enc_txt = self.encoders_
+        mu_img, mu_txt = self._centers
+        v_img, v_txt = ds.views
+        with torch.no_grad():
+            q = ops.student_t_assignment(enc_img(as_device_tensor(ds.views[v_img], mu_img.device)), mu_img, self.alpha)
+            r = ops.student_t_assignment(enc_txt(as_device_tensor(ds.views[v_txt], mu_txt.device)), mu_txt, self.alpha)
+            p = joint_target(q, r[:, torch.as_tensor(self.alignment_, device=r.device)], self.lam)
+        return p.argmax(1).cpu().numpy().astype(np.int64)

@@ -19,7 +19,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from ..data import DataError
-from ..data.protocols import PROTOCOLS
+from ..data.protocols import PROTOCOLS, parse_split
 from ..metrics import METRICS, NMI_AVERAGES
 
 __all__ = ["ReferenceCell", "Claim", "References", "load_references", "PAPERS", "KNOWN_METHODS", "ReferenceError",
@@ -32,11 +32,11 @@ _UNIT_SCALE = {"percent": 100.0, "fraction": 1.0}
 
 _RESULT_REQUIRED = ("table", "method", "variant", "dataset", "protocol", "metric")
 _RESULT_OPTIONAL = ("missing_rate", "printed", "value", "std", "runs", "reference_only", "uncertain", "nmi_average",
-                    "stand_in", "also_on", "note", "cited_from")
+                    "stand_in", "also_on", "note", "cited_from", "split")
 _CLAIM_REQUIRED = ("id", "kind", "metric", "tolerance", "protocol", "datasets", "text", "source")
 _CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject")
 _CLAIM_KINDS = ("greater", "decreasing")
-_META_KEYS = ("paper", "title", "unit", "direction")
+_META_KEYS = ("paper", "title", "unit", "direction", "notes")
 
 
 class ReferenceError(DataError):
@@ -61,10 +61,11 @@ class ReferenceCell:
     uncertain: bool = False
     nmi_average: str | None = None
     stand_in: str | None = None
-    also_on: tuple = ()  # other readings of the paper's data (e.g. BDGP's first 1000 columns), run and compared too
+    also_on: tuple = ()  # other readings of the paper's data (e.g. BDGP's first 1000 columns): findings, no verdict
     note: str | None = None
     cited_from: str | None = None
     unit: str = "fraction"
+    split: str | None = None  # the paper's held-out protocol, canonical text (mmclust.data.protocols.parse_split)
 
     @property
     def resolution(self) -> float:
@@ -76,7 +77,7 @@ class ReferenceCell:
 
     @property
     def config(self) -> tuple:
-        return (self.method, self.variant, self.dataset, self.protocol, self.missing_rate)
+        return (self.method, self.variant, self.dataset, self.protocol, self.missing_rate, self.split)
 
     @property
     def store_metric(self) -> str:
@@ -103,11 +104,11 @@ class Claim:
     worse: tuple = ()
     subject: dict | None = None
 
-    def configs(self, dataset: str) -> list[tuple]:
-        """The (method, variant, dataset, protocol, missing_rate) runs the claim needs on ``dataset``."""
+    def configs(self, dataset: str, split: str | None = None) -> list[tuple]:
+        """The (method, variant, dataset, protocol, missing_rate, split) runs the claim needs on ``dataset``."""
         who = ([self.better] + list(self.worse)) if self.kind == "greater" else [self.subject]
         rates = list(self.missing_rates) or [None]
-        return [(w["method"], w["variant"], dataset, self.protocol, r) for w in who for r in rates]
+        return [(w["method"], w["variant"], dataset, self.protocol, r, split) for w in who for r in rates]
 
 
 @dataclass
@@ -124,6 +125,17 @@ class References:
     def find(self, **where) -> list[ReferenceCell]:
         return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
 
+    def split_for(self, dataset: str) -> str | None:
+        """The held-out protocol the paper uses on ``dataset`` (or on the data it stands in for / is a reading
+        of); claims evaluated there use it too. ``"dataset"`` when that data set ships its own split."""
+        from ..data.registry import get_spec
+
+        splits = {c.split for c in self.testable() if dataset == c.dataset or dataset == c.stand_in or dataset in c.also_on}
+        if len(splits) > 1:
+            raise ReferenceError(f"{self.path.name}: cells on {dataset!r} disagree on the split: {sorted(map(str, splits))}")
+        split = next(iter(splits), None)
+        return "dataset" if split is not None and get_spec(dataset).fixed_split else split
+
 
 def cell_key(c: ReferenceCell) -> tuple:
     return (c.table, c.method, c.variant, c.dataset, c.protocol, c.missing_rate, c.metric)
@@ -132,7 +144,11 @@ def cell_key(c: ReferenceCell) -> tuple:
 def _reference_path(paper: str) -> Path:
     if paper not in PAPERS:
         raise ReferenceError(f"unknown paper {paper!r}; valid: {', '.join(PAPERS)}")
-    return Path(str(resources.files("mmclust") / "reference_results" / f"{paper}.toml"))
+    try:
+        folder = Path(str(resources.files("mmclust.reference_results")))
+    except ModuleNotFoundError:  # running from a source tree that is not installed (PYTHONPATH=src)
+        folder = Path(__file__).resolve().parents[3] / "reference_results"
+    return folder / f"{paper}.toml"
 
 
 def load_references(paper_or_path: str | Path) -> References:
@@ -157,6 +173,8 @@ def load_references(paper_or_path: str | Path) -> References:
         raise ReferenceError(f"{where}: [meta] needs paper, unit, direction (and may have title); got {sorted(meta)}")
     if meta["unit"] not in _UNIT_SCALE:
         raise ReferenceError(f"{where}: [meta] unit must be one of {list(_UNIT_SCALE)}, got {meta['unit']!r}")
+    if "notes" in meta and (not isinstance(meta["notes"], list) or not all(isinstance(n, str) for n in meta["notes"])):
+        raise ReferenceError(f"{where}: [meta] notes must be a list of strings")
     if meta["direction"] != "higher":
         raise ReferenceError(f"{where}: [meta] direction must be 'higher' (all clustering metrics here), got {meta['direction']!r}")
     paper = meta["paper"]
@@ -165,7 +183,13 @@ def load_references(paper_or_path: str | Path) -> References:
     for i, entry in enumerate(raw.get("result", [])):
         label = f"{where}: [[result]] #{i + 1} ({entry.get('method')}/{entry.get('variant')}/{entry.get('dataset')}/{entry.get('metric')})"
         _check_keys(entry, _RESULT_REQUIRED, _RESULT_OPTIONAL, label)
-        cell = ReferenceCell(paper=paper, unit=meta["unit"], **{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()})
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
+        if "split" in fields:
+            try:
+                fields["split"] = parse_split(fields["split"])
+            except DataError as err:
+                raise ReferenceError(f"{label}: {err}") from None
+        cell = ReferenceCell(paper=paper, unit=meta["unit"], **fields)
         _validate_cell(cell, label, REGISTRY)
         key = cell_key(cell)
         if key in seen:
@@ -184,6 +208,8 @@ def load_references(paper_or_path: str | Path) -> References:
         refs.claims.append(claim)
     if not refs.cells:
         raise ReferenceError(f"{where}: no [[result]] entries")
+    for d in {d for c in refs.testable() for d in (c.dataset, c.stand_in, *c.also_on) if d}:
+        refs.split_for(d)  # cells on one data set must agree on its split
     return refs
 
 
@@ -258,12 +284,14 @@ def _validate_claim(c: Claim, label: str, registry: dict) -> None:
             raise ReferenceError(f"{label}: unknown dataset {d!r}")
 
 
-def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple[list[dict], list[dict]]:
+def run_plan(refs: References, table: str | None = None, datasets=None, findings: bool = False) -> tuple[list[dict], list[dict]]:
     """Which configurations to run for a paper's testable cells and claims, and which cannot run.
 
     Returns ``(plan, not_run)``: ``plan`` items are dicts with method, variant, dataset (the paper's),
-    run_dataset (what actually runs), protocol, missing_rate, verdict_kind (``test`` or
-    ``features_differ``); ``not_run`` items say why (``data_absent`` naming the file, ``not_implemented``).
+    run_dataset (what actually runs), protocol, missing_rate, split, verdict_kind (``test``,
+    ``features_differ`` or ``finding``); ``not_run`` items say why (``data_absent`` naming the file,
+    ``not_implemented``). Each cell's primary reading is always planned; with ``findings`` also its other
+    readings (``also_on`` data, and all rows without the held-out split), which are findings, never verdicts.
     """
     from ..data.registry import get_spec, status
     from ..methods import METHODS
@@ -273,19 +301,22 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
     wanted = set(datasets) if datasets else None
     plan, not_run, seen, runs_seen = [], [], set(), set()
 
-    def consider(method, variant, dataset, protocol, rate, stand_in, origin, reading_of=None):
-        key = (method, variant, dataset, protocol, rate)
+    def consider(method, variant, dataset, protocol, rate, split, stand_in, origin, reading_of=None, kind_if_present="test"):
+        key = (method, variant, dataset, protocol, rate, split)
         if key in seen:
             return
         seen.add(key)
         run_dataset, kind = None, None
         if status(dataset) == "present":
-            run_dataset, kind = dataset, "test"
+            run_dataset, kind = dataset, kind_if_present
         elif stand_in and status(stand_in) == "present":
             run_dataset, kind = stand_in, "features_differ"
         if wanted is not None and not ({dataset, run_dataset, reading_of} & wanted):
             return
-        base = dict(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=rate, origin=origin)
+        if run_dataset is not None and split is not None and get_spec(run_dataset).fixed_split:
+            split = "dataset"  # a data set that ships its own split is read with it
+        base = dict(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=rate, split=split,
+                    origin=origin)
         if method not in METHODS:
             not_run.append({**base, "why": "not_implemented", "detail": f"method {method!r} is not implemented yet"})
         elif variant not in getattr(METHODS[method], "VARIANTS", {"full": {}}):
@@ -293,21 +324,25 @@ def run_plan(refs: References, table: str | None = None, datasets=None) -> tuple
         elif run_dataset is None:
             spec = get_spec(dataset)
             not_run.append({**base, "why": "data_absent", "detail": f"needs {spec.file} in $MMCLUST_DATA: {spec.how_to_supply or spec.source}"})
-        elif (method, variant, run_dataset, protocol, rate) not in runs_seen:
-            runs_seen.add((method, variant, run_dataset, protocol, rate))
+        elif (method, variant, run_dataset, protocol, rate, split) not in runs_seen:
+            runs_seen.add((method, variant, run_dataset, protocol, rate, split))
             plan.append({**base, "run_dataset": run_dataset, "verdict_kind": kind})
 
     for c in refs.testable():
         if table is None or c.table == table:
             consider(*c.config, c.stand_in, f"table {c.table}")
-            for alt in c.also_on:
-                consider(c.method, c.variant, alt, c.protocol, c.missing_rate, None, f"table {c.table} (also on {alt})",
-                         reading_of=c.dataset)
+            if findings:
+                for alt in c.also_on:
+                    consider(c.method, c.variant, alt, c.protocol, c.missing_rate, c.split, None,
+                             f"table {c.table} (reading {alt})", reading_of=c.dataset, kind_if_present="finding")
+                if c.split is not None:
+                    consider(c.method, c.variant, c.dataset, c.protocol, c.missing_rate, None, c.stand_in,
+                             f"table {c.table} (all rows, no held-out split)", kind_if_present="finding")
     if table is None:
         for claim in refs.claims:
             for d in tuple(claim.datasets) + tuple(claim.stand_ins):
                 if status(d) != "present":
                     continue
-                for cfg in claim.configs(d):
+                for cfg in claim.configs(d, refs.split_for(d)):
                     consider(*cfg, None, f"claim {claim.id}")
     return plan, not_run

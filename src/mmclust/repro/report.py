@@ -6,6 +6,7 @@ Markdown and HTML, and PNG figures when matplotlib (the ``plot`` extra) is insta
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -16,32 +17,56 @@ import numpy as np
 
 from .references import load_references, run_plan
 from .store import ResultStore
-from .verdict import ABS_FLOOR, MIN_RUNS, Z, band, greater_claim_outcome, verdict
+from .verdict import ABS_FLOOR, CONFIDENCE, MIN_RUNS, Z, assess, band, decreasing_claim_outcome, greater_claim_outcome
 
-__all__ = ["compare", "write_report", "stored_runs"]
+__all__ = ["compare", "write_report", "configuration_runs"]
 
 
-def stored_runs(store: ResultStore, method, variant, dataset, protocol, missing_rate) -> dict:
-    """Successful runs of one configuration, preferring the runs with the paper's settings.
+@functools.lru_cache(maxsize=512)
+def _paper_config(method, variant, dataset, protocol, rate, split) -> tuple[str | None, str | None]:
+    """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code."""
+    from ..data import DataError
+    from .runner import RunSpec, config_id_of
 
-    Runs made with overrides (e.g. fewer epochs) are a different experiment: they are used only when
-    no run with the paper's settings exists, and the report says which overrides they carry.
+    spec = RunSpec(method=method, dataset=dataset, variant=variant, protocol=protocol, missing_rate=rate, split=split)
+    try:
+        return config_id_of(spec), spec.identity()["code"]
+    except (DataError, FileNotFoundError):
+        return None, None
+
+
+def configuration_runs(store: ResultStore, method, variant, dataset, protocol, missing_rate, split=None) -> dict:
+    """The runs of one configuration that may feed a verdict, and what was left out.
+
+    ``rows``: successful runs at the paper's settings (no overrides) whose full identity minus the seed
+    (parameters, data sha256, code fingerprint, split) is the one the current code gives: one configuration,
+    never a mix. ``failed``: failed runs of that configuration. ``other``: groups of runs of the current code
+    made with overrides (e.g. fewer epochs), each ``{overrides, rows, failed}``, shown apart with no verdict.
+    ``stale``: finished runs from other code, data or defaults, which nothing uses.
     """
     rows = store.query(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=missing_rate)
-    if missing_rate is None:
-        rows = [r for r in rows if r["missing_rate"] is None]
-    groups = defaultdict(list)
-    failed = defaultdict(int)
+    rows = [r for r in rows if (missing_rate is not None or r["missing_rate"] is None) and r.get("split") == split]
+    want, code = _paper_config(method, variant, dataset, protocol, missing_rate, split)
+    primary = [r for r in rows if want is not None and r.get("config_id") == want]
+    other, stale = defaultdict(lambda: {"rows": [], "failed": 0}), 0
     for r in rows:
-        key = json.dumps(r["overrides"], sort_keys=True)
-        if r["status"] == "done":
-            groups[key].append(r)
-        elif r["status"] == "failed":
-            failed[key] += 1
-    if not groups:
-        return {"rows": [], "overrides": {}, "failed": sum(failed.values())}
-    key = "{}" if "{}" in groups else max(groups, key=lambda k: max(r["finished_at"] or 0 for r in groups[k]))
-    return {"rows": groups[key], "overrides": json.loads(key), "failed": failed[key]}
+        if r in primary or r["status"] == "running":
+            continue
+        if r["overrides"] and code is not None and r.get("code_version") == code:
+            group = other[(r["config_id"], json.dumps(r["overrides"], sort_keys=True))]
+            group["overrides"] = r["overrides"]
+            if r["status"] == "done":
+                group["rows"].append(r)
+            else:
+                group["failed"] += 1
+        else:
+            stale += 1
+    return {"rows": [r for r in primary if r["status"] == "done"], "failed": sum(r["status"] == "failed" for r in primary),
+            "other": list(other.values()), "stale": stale}
+
+
+def _values(rows, metric) -> list[float]:
+    return [r["metrics"][metric] for r in rows if r["metrics"] and r["metrics"].get(metric) is not None]
 
 
 def _stats(values: list[float]) -> tuple:
@@ -51,31 +76,54 @@ def _stats(values: list[float]) -> tuple:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
+def _mean_wall(rows):
+    walls = [r["wall_time_s"] for r in rows if r["wall_time_s"] is not None]
+    return float(np.mean(walls)) if walls else None
+
+
 def compare(paper: str, store: ResultStore) -> dict:
     refs = load_references(paper)
-    plan, not_run = run_plan(refs)
-    plan_by_cfg = {(p["method"], p["variant"], p["dataset"], p["protocol"], p["missing_rate"]): p for p in plan}
+    plan, not_run = run_plan(refs, findings=True)
+    plan_by_cfg = {(p["method"], p["variant"], p["dataset"], p["protocol"], p["missing_rate"]): p for p in plan
+                   if p["verdict_kind"] != "finding"}
     absent_by_cfg = {(p["method"], p["variant"], p["dataset"], p["protocol"], p["missing_rate"]): p for p in not_run}
-    rows = []
+    rows, readings, other, stale = [], [], [], 0
+    seen_configs = set()
     for c in refs.testable():
-        rows.append(_compare_cell(c, c.config, plan_by_cfg, absent_by_cfg, store))
-        for alt in c.also_on:  # the same published cell against another reading of the paper's data
-            row = _compare_cell(c, (c.method, c.variant, alt, c.protocol, c.missing_rate), plan_by_cfg, absent_by_cfg, store)
-            row["also_on"] = alt
-            rows.append(row)
-    claims = [_evaluate_claim(cl, store) for cl in refs.claims]
-    findings = _stand_in_findings(refs.claims, store)
+        row, got = _compare_cell(c, plan_by_cfg, absent_by_cfg, store)
+        rows.append(row)
+        if got is not None and row["config"] not in seen_configs:
+            seen_configs.add(row["config"])
+            stale += got["stale"]
+            other += [{"cell": c, "run_dataset": row["run_dataset"], **g} for g in got["other"] if g["rows"] or g["failed"]]
+        readings += _other_readings(c, row, store)
+    claims = [_evaluate_claim(cl, refs, store) for cl in refs.claims]
+    findings = _stand_in_findings(refs, store)
     summary = defaultdict(int)
     for r in rows:
         summary[r["verdict"]] += 1
     return {"paper": refs.paper, "meta": refs.meta, "rows": rows, "claims": claims, "summary": dict(summary),
-            "findings": findings, "reference_rows": [c for c in refs.cells if c.reference_only]}
+            "findings": findings, "readings": readings, "other_configs": other, "stale": stale,
+            "label_informed": _label_informed_defaults(refs),
+            "reference_rows": [c for c in refs.cells if c.reference_only]}
+
+
+def _label_informed_defaults(refs) -> dict:
+    """``{method: {parameter: why}}``: defaults chosen by measuring with labels on evaluation data."""
+    from ..methods import METHODS
+
+    out = {}
+    for m in sorted({c.method for c in refs.testable()}):
+        notes = getattr(METHODS.get(m), "LABEL_INFORMED_DEFAULTS", None)
+        if notes:
+            out[m] = dict(notes)
+    return out
 
 
 FINDING_METRICS = ("acc", "nmi", "ari", "f_score", "purity")
 
 
-def _stand_in_findings(claims, store) -> list[dict]:
+def _stand_in_findings(refs, store) -> list[dict]:
     """Every metric of every configuration a claim compares on stand-in data (one row per configuration).
 
     The claims themselves look at one metric; a reader judging a finding wants the whole picture.
@@ -83,40 +131,42 @@ def _stand_in_findings(claims, store) -> list[dict]:
     from ..data.registry import status
 
     seen, rows = set(), []
-    for claim in claims:
+    for claim in refs.claims:
         members = [claim.better, *claim.worse] if claim.kind == "greater" else [claim.subject]
         for d in claim.stand_ins:
             if status(d) != "present":
                 continue
+            split = refs.split_for(d)
             for rate in list(claim.missing_rates) or [None]:
                 for who in members:
                     key = (d, claim.protocol, rate, who["method"], who["variant"])
                     if key in seen:
                         continue
                     seen.add(key)
-                    got = stored_runs(store, who["method"], who["variant"], d, claim.protocol, rate)
-                    done = [r for r in got["rows"] if r["metrics"]]
-                    stats = {m: _stats([r["metrics"][m] for r in done if m in r["metrics"]]) for m in FINDING_METRICS}
-                    walls = [r["wall_time_s"] for r in done if r["wall_time_s"] is not None]
+                    got = configuration_runs(store, who["method"], who["variant"], d, claim.protocol, rate, split)
+                    done = got["rows"]
+                    stats = {m: _stats(_values(done, m)) for m in FINDING_METRICS}
                     rows.append({"dataset": d, "protocol": claim.protocol, "rate": rate, "method": who["method"],
-                                 "variant": who["variant"], "n": len(done), "stats": stats, "overrides": got["overrides"],
-                                 "wall_time_s": float(np.mean(walls)) if walls else None})
+                                 "variant": who["variant"], "n": len(done), "failed": got["failed"], "stats": stats,
+                                 "split": split, "wall_time_s": _mean_wall(done)})
     order = list(dict.fromkeys(r["dataset"] for r in rows))
     return sorted(rows, key=lambda r: order.index(r["dataset"]))  # one data set's rows together
 
 
-def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
-    row = {"cell": c, "published": c.value, "band": band(c.std, c.resolution), "run_dataset": None, "also_on": None,
-           "mean": None, "std": None, "n": 0, "failed": 0, "overrides": {}, "wall_time_s": None, "detail": ""}
+def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | None]:
+    cfg = c.config[:5]
+    row = {"cell": c, "published": c.value, "band": band(c.std, c.resolution), "run_dataset": None, "split": c.split,
+           "mean": None, "std": None, "n": 0, "failed": 0, "wall_time_s": None, "detail": "", "assessment": None,
+           "config": None}
+    got = None
     if cfg in plan_by_cfg:
         p = plan_by_cfg[cfg]
-        row["run_dataset"] = p["run_dataset"]
-        got = stored_runs(store, c.method, c.variant, p["run_dataset"], c.protocol, c.missing_rate)
-        vals = [r["metrics"][c.store_metric] for r in got["rows"] if r["metrics"] and c.store_metric in r["metrics"]]
+        row["run_dataset"], row["split"] = p["run_dataset"], p["split"]
+        row["config"] = (c.method, c.variant, p["run_dataset"], c.protocol, c.missing_rate, p["split"])
+        got = configuration_runs(store, *row["config"])
+        vals = _values(got["rows"], c.store_metric)
         row["mean"], row["std"] = _stats(vals)
-        row.update(n=len(vals), failed=got["failed"], overrides=got["overrides"])
-        walls = [r["wall_time_s"] for r in got["rows"] if r["wall_time_s"] is not None]
-        row["wall_time_s"] = float(np.mean(walls)) if walls else None
+        row.update(n=len(vals), failed=got["failed"], wall_time_s=_mean_wall(got["rows"]))
         row["device"] = ", ".join(sorted({r["device"] for r in got["rows"] if r["device"]}))
         if c.value is None:
             row["verdict"] = "unreadable"
@@ -125,45 +175,62 @@ def _compare_cell(c, cfg, plan_by_cfg, absent_by_cfg, store) -> dict:
             row["detail"] = (f"ran on {p['run_dataset']} (the paper's samples, other features)" if row["n"]
                              else f"would run on {p['run_dataset']} (the paper's samples, other features); no runs stored yet")
         else:
-            row["verdict"] = verdict(c.value, row["mean"], row["n"], c.std, c.resolution)
+            a = assess(c.value, vals, c.std, c.resolution, failed=got["failed"])
+            row["verdict"], row["assessment"] = a.verdict, a
+            row["detail"] = _assessment_note(a)
     else:
         why = absent_by_cfg.get(cfg)
         row["verdict"] = why["why"] if why else "data_absent"
         row["detail"] = why["detail"] if why else ""
     if c.uncertain and c.note:
         row["detail"] = (row["detail"] + "; " if row["detail"] else "") + "uncertain transcription: " + c.note
-    return row
+    return row, got
 
 
-def _nearer_lines(cmp: dict) -> list[str]:
-    """For cells run on several readings of the paper's data: which reading lands nearer the paper."""
-    lines = []
-    by_cell = defaultdict(list)
-    for r in cmp["rows"]:
-        if r["mean"] is not None and r["published"] is not None:
-            by_cell[id(r["cell"])].append(r)
-    for rows in by_cell.values():
-        if len(rows) < 2:
+def _assessment_note(a) -> str:
+    if a.n == 0:
+        return "no runs at the paper's settings stored yet"
+    lo, hi = a.interval
+    ci = "" if not math.isfinite(a.half_width) else f"{CONFIDENCE:.0%} CI of the mean [{_pct(lo)}, {_pct(hi)}]"
+    if a.verdict == "unstable":
+        return f"{a.failed} of {a.n + a.failed} runs failed" + (f"; {ci}" if ci else "")
+    if a.verdict != "inconclusive":
+        return ci
+    if a.n < MIN_RUNS:
+        return f"fewer than {MIN_RUNS} successful runs"
+    decide = (f"about {a.runs_to_decide} runs at this spread would decide" if a.runs_to_decide
+              else "no number of runs can decide: the mean sits at the band's edge")
+    return f"{ci}; {decide}"
+
+
+def _other_readings(c, row, store) -> list[dict]:
+    """The same published cell against other readings of the paper's data: findings with numbers, no verdict."""
+    from ..data.registry import get_spec, status
+
+    if row["verdict"] in ("data_absent", "not_implemented"):
+        candidates = []
+    else:
+        candidates = [(alt, "dataset" if c.split and get_spec(alt).fixed_split else c.split, f"reading {alt}")
+                      for alt in c.also_on if status(alt) == "present"]
+        if c.split is not None and row["run_dataset"]:
+            candidates.append((row["run_dataset"], None, "all rows (fit and score on the same rows, no held-out split)"))
+    out = []
+    for dataset, split, what in candidates:
+        got = configuration_runs(store, c.method, c.variant, dataset, c.protocol, c.missing_rate, split)
+        vals = _values(got["rows"], c.store_metric)
+        if not vals and not got["failed"]:
             continue
-        c = rows[0]["cell"]
-        best = min(rows, key=lambda r: abs(r["mean"] - r["published"]))
-        desc = ", ".join(f"{r['run_dataset']} {_pct(r['mean'])} (n={r['n']})" for r in rows)
-        rate = "" if c.missing_rate is None else f" @ {c.missing_rate:.0%}"
-        lines.append(f"- {c.metric.upper()}{rate} on {c.dataset} (published {_pct(c.value)}): {desc} — nearer: **{best['run_dataset']}**")
-    return lines
+        mean, sd = _stats(vals)
+        out.append({"cell": c, "dataset": dataset, "split": split, "what": what, "mean": mean, "std": sd, "n": len(vals),
+                    "failed": got["failed"]})
+    return out
 
 
-def _config_values(store, who, dataset, protocol, rate, metric, overrides_seen=None) -> dict:
-    """``{seed: metric}`` over the stored successful runs of one configuration."""
-    got = stored_runs(store, who["method"], who["variant"], dataset, protocol, rate)
-    vals = {r["seed"]: r["metrics"][metric] for r in got["rows"] if r["metrics"] and metric in r["metrics"]}
-    if overrides_seen is not None and got["overrides"] and vals:
-        overrides_seen.add(json.dumps(got["overrides"], sort_keys=True))
-    return vals
-
-
-def _mean_and_count(vals: dict) -> tuple:
-    return _stats(list(vals.values()))[0], len(vals)
+def _config_values(store, who, dataset, protocol, rate, metric, split) -> tuple[dict, int]:
+    """``({seed: metric}, failed)`` over the runs of one configuration at the paper's settings."""
+    got = configuration_runs(store, who["method"], who["variant"], dataset, protocol, rate, split)
+    vals = {r["seed"]: r["metrics"][metric] for r in got["rows"] if r["metrics"] and r["metrics"].get(metric) is not None}
+    return vals, got["failed"]
 
 
 def _paired(better: dict, worse: dict) -> dict | None:
@@ -174,42 +241,43 @@ def _paired(better: dict, worse: dict) -> dict | None:
         return None
     diffs = [better[s] - worse[s] for s in seeds]
     mean, sd = _stats(diffs)
-    return {"n": len(seeds), "mean": mean, "std": sd, "wins": sum(d > 0 for d in diffs)}
+    return {"n": len(seeds), "mean": mean, "std": sd, "wins": sum(d > 0 for d in diffs), "diffs": diffs}
 
 
-def _evaluate_claim(claim, store) -> dict:
+def _evaluate_claim(claim, refs, store) -> dict:
     from ..data.registry import status
 
     results = []
     for d in tuple(claim.datasets) + tuple(claim.stand_ins):
         if status(d) != "present":
             continue
+        split = refs.split_for(d)
         nature = "test" if d in claim.datasets else "finding"
         rates = list(claim.missing_rates) or [None]
-        evidence, outcome, overrides = [], "holds", set()
+        evidence, failed, total = [], 0, 0
         if claim.kind == "greater":
             for rate in rates:
-                bv = _config_values(store, claim.better, d, claim.protocol, rate, claim.metric, overrides)
-                b, nb = _mean_and_count(bv)
+                bv, bf = _config_values(store, claim.better, d, claim.protocol, rate, claim.metric, split)
+                failed, total = failed + bf, total + bf + len(bv)
                 for w in claim.worse:
-                    wv = _config_values(store, w, d, claim.protocol, rate, claim.metric, overrides)
-                    m, nw = _mean_and_count(wv)
-                    evidence.append({"rate": rate, "better": claim.better, "better_mean": b, "worse": w, "worse_mean": m,
-                                     "paired": _paired(bv, wv), "runs": (nb, nw)})
-            outcome = greater_claim_outcome([(e["better_mean"], e["runs"][0], e["worse_mean"], e["runs"][1]) for e in evidence],
-                                            claim.tolerance)
+                    wv, wf = _config_values(store, w, d, claim.protocol, rate, claim.metric, split)
+                    failed, total = failed + wf, total + wf + len(wv)
+                    evidence.append({"rate": rate, "better": claim.better, "better_mean": _stats(list(bv.values()))[0],
+                                     "worse": w, "worse_mean": _stats(list(wv.values()))[0], "paired": _paired(bv, wv),
+                                     "runs": (len(bv), len(wv))})
+            outcome = greater_claim_outcome([(e["paired"] or {}).get("diffs", []) for e in evidence], claim.tolerance,
+                                            failed, total)
         else:
-            means = []
+            by_rate = []
             for rate in rates:
-                m, n = _mean_and_count(_config_values(store, claim.subject, d, claim.protocol, rate, claim.metric, overrides))
-                evidence.append({"rate": rate, "mean": m, "n": n})
-                means.append(m if n >= MIN_RUNS else None)
-            if any(m is None for m in means):
-                outcome = "inconclusive"
-            elif any(later > earlier + claim.tolerance for earlier, later in zip(means, means[1:])):
-                outcome = "fails"
-        results.append({"dataset": d, "nature": nature, "outcome": outcome, "evidence": evidence,
-                        "overrides": sorted(overrides)})
+                vals, f = _config_values(store, claim.subject, d, claim.protocol, rate, claim.metric, split)
+                failed, total = failed + f, total + f + len(vals)
+                by_rate.append(vals)
+                evidence.append({"rate": rate, "mean": _stats(list(vals.values()))[0], "n": len(vals)})
+            steps = [(_paired(later, earlier) or {}).get("diffs", []) for earlier, later in zip(by_rate, by_rate[1:])]
+            outcome = decreasing_claim_outcome(steps, claim.tolerance, failed, total)
+        results.append({"dataset": d, "nature": nature, "outcome": outcome, "evidence": evidence, "failed": failed,
+                        "split": split})
     return {"claim": claim, "results": results}
 
 
@@ -218,21 +286,29 @@ def _pct(x) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
+def _split_text(split) -> str:
+    if split is None:
+        return ""
+    if split == "dataset":
+        return "held-out: the data set's own split"
+    key, _, value = split.partition("=")
+    return f"held-out: {value} test rows" if key == "test" else f"held-out: {float(value):.0%} of rows for test"
+
+
+def _rate(rate) -> str:
+    return "" if rate is None else f"{rate:.0%}"
+
+
 def _cell_rows(cmp: dict) -> list[list[str]]:
     out = []
     for r in cmp["rows"]:
         c = r["cell"]
-        rate = "" if c.missing_rate is None else f"{c.missing_rate:.0%}"
-        repro = "–" if r["mean"] is None else f"{_pct(r['mean'])} ± {_pct(r['std'])} (n={r['n']})"
-        if r["failed"]:
-            repro += f", {r['failed']} failed"
-        if r["overrides"]:
-            repro += f", overrides {r['overrides']}"
+        repro = "–" if r["mean"] is None else f"{_pct(r['mean'])} ± {_pct(r['std'])} (n={r['n']}, {r['failed']} failed)"
         shown = c.dataset + (f" → {r['run_dataset']}" if r["run_dataset"] and r["run_dataset"] != c.dataset else "")
-        if r.get("also_on") and not r["run_dataset"]:
-            shown = f"{c.dataset} → {r['also_on']}"
-        out.append([c.table, c.method, c.variant, shown,
-                    c.protocol + (f" {rate}" if rate else ""), c.metric.upper(), _pct(c.value), repro, f"±{_pct(r['band'])}",
+        proto = " ".join(x for x in (c.protocol, _rate(c.missing_rate)) if x)
+        if r["split"]:
+            proto += f"; {_split_text(r['split'])}"
+        out.append([c.table, c.method, c.variant, shown, proto, c.metric.upper(), _pct(c.value), repro, f"±{_pct(r['band'])}",
                     r["verdict"], r["detail"]])
     return out
 
@@ -246,20 +322,58 @@ def _finding_rows(cmp: dict) -> list[list[str]]:
         if not f["n"]:
             continue
         cells = [f"{_pct(m)} ± {_pct(sd)}" if f["n"] > 1 else _pct(m) for m, sd in (f["stats"][k] for k in FINDING_METRICS)]
-        proto = f["protocol"] + ("" if f["rate"] is None else f" {f['rate']:.0%}")
-        runs = str(f["n"]) + (f" (overrides {f['overrides']})" if f["overrides"] else "")
+        proto = " ".join(x for x in (f["protocol"], _rate(f["rate"])) if x) + (f"; {_split_text(f['split'])}" if f["split"] else "")
+        runs = f"{f['n']} ({f['failed']} failed)"
         wall = "–" if f["wall_time_s"] is None else f"{f['wall_time_s']:.0f}"
         out.append([f["dataset"], proto, f["method"], f["variant"], runs, *cells, wall])
     return out
 
 
+_READING_HEADER = ["table", "cell", "published %", "reading", "reproduced % (mean ± std)", "difference (pts)"]
+
+
+def _reading_rows(cmp: dict) -> list[list[str]]:
+    out = []
+    for r in cmp.get("readings", []):
+        c = r["cell"]
+        cell = f"{c.method}/{c.variant} {c.metric.upper()} {_rate(c.missing_rate)} on {c.dataset}".replace("  ", " ")
+        what = r["what"] + (f"; {_split_text(r['split'])}" if r["split"] else "")
+        repro = "–" if r["mean"] is None else f"{_pct(r['mean'])} ± {_pct(r['std'])} (n={r['n']}, {r['failed']} failed)"
+        diff = "–" if r["mean"] is None or c.value is None else f"{100 * (r['mean'] - c.value):+.2f}"
+        out.append([c.table, cell, _pct(c.value), what, repro, diff])
+    return out
+
+
+_OTHER_HEADER = ["table", "cell", "ran on", "overrides", "reproduced % (mean ± std)"]
+
+
+def _other_rows(cmp: dict) -> list[list[str]]:
+    out = []
+    for g in cmp.get("other_configs", []):
+        c = g["cell"]
+        vals = _values(g["rows"], c.store_metric)
+        mean, sd = _stats(vals)
+        cell = f"{c.method}/{c.variant} {c.metric.upper()} {_rate(c.missing_rate)}".replace("  ", " ")
+        out.append([c.table, cell, g["run_dataset"], json.dumps(g["overrides"], sort_keys=True),
+                    "–" if mean is None else f"{_pct(mean)} ± {_pct(sd)} (n={len(vals)}, {g['failed']} failed)"])
+    return out
+
+
 _HEADER = ["table", "method", "variant", "dataset", "protocol", "metric", "published %", "reproduced % (mean ± std)", "band", "verdict", "notes"]
+_ORDER = ("reproduced", "below", "above", "inconclusive", "unstable", "features_differ", "data_absent", "not_implemented", "unreadable")
 
 
 def _summary_line(cmp: dict) -> str:
     s = cmp["summary"]
-    order = ("reproduced", "below", "above", "inconclusive", "features_differ", "data_absent", "not_implemented", "unreadable")
-    return " / ".join(f"{s.get(k, 0)} {k}" for k in order)
+    return " / ".join(f"{s.get(k, 0)} {k}" for k in _ORDER)
+
+
+def _rules_line() -> str:
+    return (f"Band = max({ABS_FLOOR * 100:.0f} pts, {Z:g} × published std, half the last printed digit), never widened. "
+            f"`reproduced` iff the {CONFIDENCE:.0%} t-interval of the mean over runs lies inside the band; `below` / `above` "
+            f"iff it lies wholly beyond; else `inconclusive` (also with fewer than {MIN_RUNS} successful runs); `unstable` "
+            "when more than one run in five failed. Only runs at the paper's settings, of one configuration (parameters, "
+            "data, code) and made by the current code, feed a verdict. Values in %.")
 
 
 def _claim_lines(cmp: dict) -> list[str]:
@@ -280,35 +394,50 @@ def _claim_lines(cmp: dict) -> list[str]:
                                  f"{e['better']['variant']} ahead in {pair['wins']}/{pair['n']})")
                     ev.append(text)
                 else:
-                    ev.append(f"{rate}{_pct(e['mean'])}")
+                    ev.append(f"{rate}{_pct(e['mean'])} (n={e['n']})")
             label = "test" if res["nature"] == "test" else "finding (stand-in data: not a pass/fail gate)"
-            if res.get("overrides"):
-                label += "; from runs with overrides " + ", ".join(res["overrides"]) + " (not the paper's settings)"
+            if res.get("split"):
+                label += f"; {_split_text(res['split'])}"
+            if res.get("failed"):
+                label += f"; {res['failed']} failed runs"
             lines.append(f"- **{cl.id}** on {res['dataset']} — {cl.text} ({cl.metric.upper()}, tolerance {_pct(cl.tolerance)} pts): "
                          f"**{res['outcome']}**, {label}. " + "; ".join(ev))
     return lines
 
 
+def _md_table(header, rows) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(str(x).replace("|", "/") for x in row) + " |" for row in rows]
+
+
 def render_markdown(cmp: dict, figures: list[Path]) -> str:
     meta = cmp["meta"]
     lines = [f"# {cmp['paper']}: {meta.get('title', '')}", "",
-             f"**Summary:** {_summary_line(cmp)}", "",
-             f"Band = max({ABS_FLOOR * 100:.0f} pts, {Z:g} × published std, half the last printed digit); "
-             f"verdicts need ≥ {MIN_RUNS} successful runs. Values in %.", "",
-             "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    for row in _cell_rows(cmp):
-        lines.append("| " + " | ".join(x.replace("|", "/") for x in row) + " |")
-    nearer = _nearer_lines(cmp)
-    if nearer:
-        lines += ["", "## Which reading of the data lands nearer the paper", ""] + nearer
+             f"**Summary** (cells at the paper's settings, on its primary reading of the data): {_summary_line(cmp)}", "",
+             _rules_line(), ""]
+    lines += [f"> {note}" for note in meta.get("notes", [])] + ([""] if meta.get("notes") else [])
+    lines += _md_table(_HEADER, _cell_rows(cmp))
+    if cmp.get("stale"):
+        lines += ["", f"{cmp['stale']} stored runs of these configurations were left out as stale (other code, data or "
+                  "defaults than the current ones); `mmclust results` lists them."]
+    if cmp.get("label_informed"):
+        lines += ["", "## Defaults chosen by measuring with labels", "",
+                  "These defaults were set by looking at accuracy on the evaluation data, which a label-free method could "
+                  "not do; read the verdicts with that in mind.", ""]
+        lines += [f"- `{m}.{param}`: {why}" for m, notes in cmp["label_informed"].items() for param, why in notes.items()]
+    rows = _reading_rows(cmp)
+    if rows:
+        lines += ["", "## Other readings of the paper's data (findings, no verdict)", ""] + _md_table(_READING_HEADER, rows)
+    rows = _other_rows(cmp)
+    if rows:
+        lines += ["", "## Runs at other settings (overrides; no verdict)", ""] + _md_table(_OTHER_HEADER, rows)
     lines += ["", "## Claims", ""] + (_claim_lines(cmp) or ["(none)"])
     if any(f["n"] for f in cmp.get("findings", [])):
         lines += ["", "## Findings on stand-in data", "",
                   "The paper's data are absent here; its claims were run on these multi-view sets instead. "
                   "Other data, so not a verdict on the paper: what the method does on them. Values in %, mean ± std over runs. "
-                  "s / run is wall time; where methods share pre-training (DEC, JECL), the first run of a data set and seed pays for it.", "",
-                  "| " + " | ".join(_FINDING_HEADER) + " |", "|" + "---|" * len(_FINDING_HEADER)]
-        lines += ["| " + " | ".join(r) + " |" for r in _finding_rows(cmp)]
+                  "s / run is wall time; where methods share pre-training (DEC, JECL), the first run of a data set and seed pays for it.", ""]
+        lines += _md_table(_FINDING_HEADER, _finding_rows(cmp))
     timing = [r for r in cmp["rows"] if r.get("wall_time_s")]
     if timing:
         lines += ["", "## Runs", ""]
@@ -326,25 +455,37 @@ def render_markdown(cmp: dict, figures: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _html_table(header, rows, colour=None) -> str:
+    esc = html.escape
+    body = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        style = f" style='background:{colour(row)}'" if colour else ""
+        body.append(f"<tr{style}>" + "".join(f"<td>{esc(str(x))}</td>" for x in row) + "</tr>")
+    return "".join(body) + "</table>"
+
+
 def render_html(cmp: dict, figures: list[Path]) -> str:
     esc = html.escape
-    verdict_colour = {"reproduced": "#d4edda", "below": "#f8d7da", "above": "#fff3cd", "features_differ": "#e2e3e5"}
+    verdict_colour = {"reproduced": "#d4edda", "below": "#f8d7da", "above": "#fff3cd", "unstable": "#f5c6cb",
+                      "features_differ": "#e2e3e5"}
     body = [f"<h1>{esc(cmp['paper'])}: {esc(cmp['meta'].get('title', ''))}</h1>",
-            f"<p><b>Summary:</b> {esc(_summary_line(cmp))}</p>",
-            f"<p>Band = max({ABS_FLOOR * 100:.0f} pts, {Z:g} × published std, half the last printed digit). Values in %.</p>",
-            "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in _HEADER) + "</tr>"]
-    for row in _cell_rows(cmp):
-        colour = verdict_colour.get(row[9], "#ffffff")
-        body.append(f"<tr style='background:{colour}'>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>")
-    body.append("</table><h2>Claims</h2><ul>")
-    body += [f"<li>{esc(line[2:])}</li>" for line in _claim_lines(cmp)]
-    body.append("</ul>")
+            f"<p><b>Summary:</b> {esc(_summary_line(cmp))}</p>", f"<p>{esc(_rules_line())}</p>"]
+    body += [f"<blockquote>{esc(note)}</blockquote>" for note in cmp["meta"].get("notes", [])]
+    body.append(_html_table(_HEADER, _cell_rows(cmp), lambda row: verdict_colour.get(row[9], "#ffffff")))
+    if cmp.get("stale"):
+        body.append(f"<p>{cmp['stale']} stored runs were left out as stale (other code, data or defaults).</p>")
+    if cmp.get("label_informed"):
+        body.append("<h2>Defaults chosen by measuring with labels</h2><ul>" + "".join(
+            f"<li><code>{esc(m)}.{esc(k)}</code>: {esc(v)}</li>" for m, notes in cmp["label_informed"].items() for k, v in notes.items()) + "</ul>")
+    for title, header, rows in (("Other readings of the paper's data (findings, no verdict)", _READING_HEADER, _reading_rows(cmp)),
+                                ("Runs at other settings (overrides; no verdict)", _OTHER_HEADER, _other_rows(cmp))):
+        if rows:
+            body.append(f"<h2>{esc(title)}</h2>" + _html_table(header, rows))
+    body.append("<h2>Claims</h2><ul>" + "".join(f"<li>{esc(line[2:])}</li>" for line in _claim_lines(cmp)) + "</ul>")
     finding_rows = _finding_rows(cmp)
     if finding_rows:
-        body.append("<h2>Findings on stand-in data</h2><p>Other data than the paper's: not a verdict on the paper. Values in %.</p><table><tr>"
-                    + "".join(f"<th>{esc(h)}</th>" for h in _FINDING_HEADER) + "</tr>")
-        body += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in row) + "</tr>" for row in finding_rows]
-        body.append("</table>")
+        body.append("<h2>Findings on stand-in data</h2><p>Other data than the paper's: not a verdict on the paper. Values in %.</p>"
+                    + _html_table(_FINDING_HEADER, finding_rows))
     body += [f"<h2>{esc(f.stem)}</h2><img src='{esc(f.name)}' style='max-width:900px'>" for f in figures]
     style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>mmclust report: {esc(cmp['paper'])}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
@@ -403,8 +544,8 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
         pub = np.array([100 * r["published"] for r in ran])
         ax.bar(x - 0.2, pub, 0.4, yerr=[100 * r["band"] for r in ran], capsize=3, color="tab:blue", alpha=0.7, label="published (± band)")
         ax.bar(x + 0.2, [100 * r["mean"] for r in ran], 0.4, yerr=[100 * (r["std"] or 0) for r in ran], capsize=3,
-               color=["tab:green" if r["verdict"] == "reproduced" else "tab:red" if r["verdict"] == "below" else "tab:orange" if r["verdict"] == "above" else "tab:gray" for r in ran],
-               label="reproduced (± std; green reproduced, red below, orange above, grey features differ)")
+               color=[{"reproduced": "tab:green", "below": "tab:red", "above": "tab:orange", "unstable": "tab:purple"}.get(r["verdict"], "tab:gray") for r in ran],
+               label="reproduced (± std; green reproduced, red below, orange above, purple unstable, grey inconclusive / features differ)")
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)

@@ -1,8 +1,13 @@
 """Runs: one configuration in, one stored result out; grids of them on a local or Dask engine.
 
-A run is ``(method, variant, dataset, protocol, missing_rate, seed, overrides)``. Its identity
-(``run_id``) is a hash of those fields *with every hyperparameter resolved* and the data file's
-sha256, so changing a default or the data starts new runs and never mixes them into old ones.
+A run is ``(method, variant, dataset, protocol, missing_rate, split, seed, overrides)``. Its identity
+(``run_id``) is a hash of those fields *with every hyperparameter resolved*, the data file's sha256 and a
+fingerprint of the code that computes it (:mod:`mmclust.repro.code_identity`), so changing a default, the
+data or the method's code starts new runs and never mixes them into old ones. ``config_id`` is the same
+hash without the seed: the runs one verdict may average.
+
+With a ``split`` the run fits on the training rows, assigns the test rows with ``predict`` and stores the test
+metrics as the run's metrics (the papers' held-out protocol) with the training metrics under ``"train"``.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError, apply_protocol
+from ..data import DataError, apply_protocol, apply_split, parse_split
 from ..data import registry as _registry
 from ..data.protocols import PROTOCOLS
 from ..metrics import evaluate, nmi
+from .code_identity import code_fingerprint
 from .store import ResultStore
 
-__all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "environment_fingerprint"]
+__all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
+           "environment_fingerprint", "score"]
 
 _EPOCH_PARAMS = ("max_epochs", "pretrain_epochs", "gan_pretrain_epochs")
 # Parameters that say where/how verbosely a run happens, not what it computes: not part of the identity.
@@ -51,6 +58,7 @@ class RunSpec:
     seed: int = 0
     overrides: dict = field(default_factory=dict)
     device: str = "auto"
+    split: str | None = None  # None: fit and score on all rows; else see mmclust.data.protocols.parse_split
 
     def method_class(self):
         methods = _methods()
@@ -72,6 +80,10 @@ class RunSpec:
                 raise DataError(f"protocol 'incomplete' needs --missing-rate in [0, 1], got {self.missing_rate}")
         elif self.missing_rate is not None:
             raise DataError(f"missing_rate only applies to protocol 'incomplete', not {self.protocol!r}")
+        if parse_split(self.split) == "dataset" and not _registry.get_spec(self.dataset).fixed_split:
+            raise DataError(f"split 'dataset': {self.dataset!r} ships no train/test split of its own")
+        if parse_split(self.split) is not None and not hasattr(cls, "predict"):
+            raise DataError(f"method {self.method!r} has no predict, so it cannot be scored on held-out rows")
         self.resolved_params()
         return self
 
@@ -91,19 +103,35 @@ class RunSpec:
 
     def identity(self) -> dict:
         params = {k: v for k, v in self.resolved_params().items() if k not in _NON_IDENTITY_PARAMS}
+        cls = self.method_class()
         return {
             "method": self.method, "variant": self.variant, "dataset": self.dataset, "protocol": self.protocol,
             "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
-            "seed": int(self.seed), "overrides": dict(self.overrides), "params": params,
-            "data_sha256": _registry.data_sha256(self.dataset),
+            "split": parse_split(self.split), "seed": int(self.seed), "overrides": dict(self.overrides),
+            "params": params, "data_sha256": _registry.data_sha256(self.dataset),
+            "code": code_fingerprint(cls.__module__),
         }
 
 
+def _hash(blob: dict) -> str:
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _ids(ident: dict) -> tuple[str, str]:
+    """``(run_id, config_id)`` of an identity: config_id leaves the seed out (and the seed-valued random_state)."""
+    ident = {k: v for k, v in ident.items() if k != "overrides"}  # folded into params: {} == {"x": default}
+    config = {k: v for k, v in ident.items() if k != "seed"}
+    config["params"] = {k: v for k, v in ident["params"].items() if k != "random_state"}
+    return _hash(ident), _hash(config)[:24]
+
+
 def run_id_of(spec: RunSpec) -> str:
-    ident = spec.identity()
-    ident.pop("overrides")  # already folded into params; keeps {} and {"x": default} the same run
-    blob = json.dumps(ident, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return _ids(spec.identity())[0]
+
+
+def config_id_of(spec: RunSpec) -> str:
+    """The configuration a run belongs to: its identity without the seed. One verdict = one config_id."""
+    return _ids(spec.identity())[1]
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,8 +193,8 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
     from ..runtime import resolve_device
 
     spec.validate()
-    run_id = run_id_of(spec)
     ident = spec.identity()
+    run_id, ident["config_id"] = _ids(ident)
     if store is not None and not force and store.status_of(run_id) == "done":
         row = store.get(run_id)
         row["skipped"] = True
@@ -174,7 +202,7 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
     if store is not None:
         store.start(run_id, ident)
     device = resolve_device(spec.device)
-    result = {"run_id": run_id, **{k: ident[k] for k in ("method", "variant", "dataset", "protocol", "missing_rate", "seed")},
+    result = {"run_id": run_id, **{k: ident[k] for k in ("method", "variant", "dataset", "protocol", "missing_rate", "split", "seed")},
               "device": str(device), "metrics": None, "history": None, "error": None, "failed_epoch": None}
     t0 = time.perf_counter()
     if device.type == "cuda":
@@ -182,16 +210,19 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
     estimator = None
     try:
         ds = apply_protocol(_cached_dataset(spec.dataset), spec.protocol, seed=spec.seed, missing_rate=spec.missing_rate)
+        fixed = _registry.fixed_test_index(spec.dataset) if parse_split(spec.split) == "dataset" else None
+        train, test = apply_split(ds, spec.split, seed=spec.seed, fixed_test_index=fixed)
         params = spec.resolved_params()
         if "device" in params:
             params["device"] = str(device)
         if "verbose" in params:
             params["verbose"] = not quiet
         estimator = spec.method_class()(**params)
-        estimator.fit(ds)
-        labels = np.asarray(estimator.labels_)
-        metrics = evaluate(ds.labels, labels)
-        metrics["nmi_geometric"] = nmi(ds.labels, labels, average_method="geometric")
+        # the method sees features and k only: labels cannot reach fit, whatever the method does
+        estimator.fit(train.without_labels())
+        metrics = score(train.labels, estimator.labels_)
+        if test is not None:
+            metrics = {**score(test.labels, estimator.predict(test.without_labels())), "train": metrics}
         result.update(status="done", metrics=metrics)
     except DivergenceError as err:
         result.update(status="failed", error=f"diverged: {err}", failed_epoch=err.epoch)
@@ -212,6 +243,14 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
                      device=result["device"], environment=result["environment"], git_sha=result["git_sha"],
                      error=result["error"], failed_epoch=result["failed_epoch"])
     return result
+
+
+def score(labels_true, labels_pred) -> dict:
+    """The five metrics (and NMI with the geometric normaliser, which some papers use) of one labelling."""
+    labels_pred = np.asarray(labels_pred)
+    metrics = evaluate(labels_true, labels_pred)
+    metrics["nmi_geometric"] = nmi(labels_true, labels_pred, average_method="geometric")
+    return metrics
 
 
 def _jsonable(history):
@@ -237,19 +276,20 @@ def open_store_for(path: str | os.PathLike, must_exist: bool = False) -> ResultS
 
 # -- grids --------------------------------------------------------------------------------------
 def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
-               max_epochs: int | None = None) -> tuple[list[RunSpec], list[dict]]:
+               max_epochs: int | None = None, findings: bool = False) -> tuple[list[RunSpec], list[dict]]:
     """The runs a paper's reference file asks for, and the cells that cannot run (with why).
 
     One configuration per distinct (method, variant, dataset, protocol, missing_rate) among the
     paper's testable cells; ``runs`` seeds each (0..runs-1). A cell runs on the paper's data when
     present, else on its declared stand-in (verdict ``features_differ``), else it is ``data_absent``.
+    ``findings`` adds each cell's other readings (see :func:`mmclust.repro.references.run_plan`).
     """
     from .references import load_references, run_plan
 
     if runs < 1:
         raise DataError(f"runs must be >= 1, got {runs}")
     refs = load_references(paper)
-    plan, skipped = run_plan(refs, table=table, datasets=datasets)
+    plan, skipped = run_plan(refs, table=table, datasets=datasets, findings=findings)
     specs = []
     methods = _methods()
     for cfg in plan:
@@ -264,10 +304,10 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
         for seed in range(runs):
             specs.append(RunSpec(method=cfg["method"], variant=cfg["variant"], dataset=cfg["run_dataset"],
                                  protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
-                                 overrides=overrides, device=device))
+                                 overrides=overrides, device=device, split=cfg["split"]))
     # one (dataset, seed) after another, so work a run can share with the next (DEC / JECL pre-training
     # of a view) is still memoised when the next run needs it; the order changes no result
-    specs.sort(key=lambda s: (s.dataset, s.protocol, s.missing_rate if s.missing_rate is not None else -1.0, s.seed))
+    specs.sort(key=lambda s: (s.dataset, s.protocol, s.missing_rate if s.missing_rate is not None else -1.0, s.split or "", s.seed))
     return specs, skipped
 
 
@@ -283,7 +323,7 @@ def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool) -> dict:
 
 def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
               engine: str = "local", scheduler: str | None = None, n_jobs: int = 1, store: ResultStore | None = None,
-              quiet: bool = False, max_epochs: int | None = None, client=None) -> dict:
+              quiet: bool = False, max_epochs: int | None = None, client=None, findings: bool = False) -> dict:
     """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
 
     Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
@@ -294,7 +334,8 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     if engine not in ("local", "dask"):
         raise DataError(f"unknown engine {engine!r}; valid: local, dask")
     store = store or ResultStore("results.db")
-    specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs)
+    specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs,
+                                      findings=findings)
     todo = [s for s in specs if store.status_of(run_id_of(s)) != "done"]
     summary = {"planned": len(specs), "skipped": len(specs) - len(todo), "done": 0, "failed": 0, "cells_not_run": skipped_cells}
     if not todo:

@@ -4,6 +4,10 @@ WAL mode lets a report read while a sweep writes; the primary key on ``run_id`` 
 run a no-op for every engine. A run is first inserted as ``running``; it becomes ``done`` or
 ``failed`` in a single UPDATE, so a killed process leaves at most a ``running`` row, which a resumed
 sweep re-runs (it never counts as a result).
+
+``config_id`` (the run's identity without its seed) groups the runs one verdict may average; ``code_version``
+is the fingerprint of the code that computed the run. Stores written before these columns existed are
+upgraded in place on opening (their old rows have neither, so no verdict ever uses them).
 """
 
 from __future__ import annotations
@@ -39,10 +43,16 @@ CREATE TABLE IF NOT EXISTS runs (
     error         TEXT,
     failed_epoch  INTEGER,
     started_at    REAL,
-    finished_at   REAL
+    finished_at   REAL,
+    split         TEXT,
+    config_id     TEXT,
+    code_version  TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_cell ON runs (method, variant, dataset, protocol, missing_rate);
 """
+# columns added after the first release: (name, SQL type), added to older stores on opening
+_ADDED_COLUMNS = (("split", "TEXT"), ("config_id", "TEXT"), ("code_version", "TEXT"))
+_FILTERS = ("method", "variant", "dataset", "protocol", "missing_rate", "seed", "status", "split", "config_id")
 
 _JSON_COLUMNS = ("overrides", "params", "metrics", "history", "environment")
 
@@ -55,6 +65,11 @@ class ResultStore:
         self._conn = None
         self._connect()
         self._conn.executescript(_SCHEMA)
+        have = {r["name"] for r in self._conn.execute("PRAGMA table_info(runs)").fetchall()}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS runs_config ON runs (config_id)")
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -80,17 +95,18 @@ class ResultStore:
     # -- writes ----------------------------------------------------------------------------------
     def start(self, run_id: str, identity: dict) -> None:
         """Insert (or reset a stale) ``running`` row. A ``done`` row is never overwritten here."""
-        row = {c: identity.get(c) for c in ("method", "variant", "dataset", "protocol", "missing_rate", "seed", "data_sha256")}
+        row = {c: identity.get(c) for c in ("method", "variant", "dataset", "protocol", "missing_rate", "seed", "data_sha256",
+                                            "split", "config_id", "code")}
         with self._connect() as conn:
             conn.execute(
                 """INSERT INTO runs (run_id, method, variant, dataset, protocol, missing_rate, seed, overrides, params,
-                                     data_sha256, status, started_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?, 'running', ?)
+                                     data_sha256, status, started_at, split, config_id, code_version)
+                   VALUES (?,?,?,?,?,?,?,?,?,?, 'running', ?,?,?,?)
                    ON CONFLICT(run_id) DO UPDATE SET status='running', started_at=excluded.started_at,
                        error=NULL, failed_epoch=NULL WHERE runs.status != 'done'""",
                 (run_id, row["method"], row["variant"], row["dataset"], row["protocol"], row["missing_rate"], row["seed"],
                  json.dumps(identity.get("overrides", {}), sort_keys=True), json.dumps(identity.get("params", {}), sort_keys=True, default=str),
-                 row["data_sha256"], time.time()),
+                 row["data_sha256"], time.time(), row["split"], row["config_id"], row["code"]),
             )
 
     def finish(self, run_id: str, *, status: str, metrics=None, history=None, wall_time_s=None, peak_cpu_mb=None,
@@ -126,7 +142,7 @@ class ResultStore:
         for col, val in where.items():
             if val is None:
                 continue
-            if col not in ("method", "variant", "dataset", "protocol", "missing_rate", "seed", "status"):
+            if col not in _FILTERS:
                 raise ValueError(f"query: cannot filter on {col!r}")
             if col == "missing_rate":
                 clauses.append("abs(missing_rate - ?) < 1e-9")
