@@ -1,7 +1,9 @@
-"""CIGIT-C Table 8 on the real BDGP features: one test per published cell; fails on `below`.
+"""CIGIT-C Table 8 on the real BDGP features: one test per published cell, under the paper's protocol.
 
-Runs on CUDA, or on CPU with MMCLUST_E2E_DEVICE=cpu (slow but real). Five runs per missing rate
-(MMCLUST_E2E_RUNS), paper settings (the estimator's defaults for BDGP). Bands live in mmclust.repro.verdict.
+The paper fits on 2,000 rows and scores the 500 held-out rows (Table 2), averaging 10 runs (Section 4.1.5):
+each cell runs 10 seeds (MMCLUST_E2E_RUNS overrides) at the paper's settings on the released file (1750-d
+visual view, the primary reading). Passes only on `reproduced`; fails on `below` / `unstable`; `above` and
+`inconclusive` are xfail with the reason. Runs on CUDA, or on CPU with MMCLUST_E2E_DEVICE=cpu.
 """
 
 import numpy as np
@@ -9,17 +11,23 @@ import pytest
 
 from mmclust.repro.references import load_references
 from mmclust.repro.report import compare
-from mmclust.repro.verdict import MIN_RUNS, band, verdict
+from mmclust.repro.verdict import MIN_RUNS, decreasing_claim_outcome, greater_claim_outcome
+
+from .conftest import check_verdict, runs_for
 
 pytestmark = pytest.mark.gpu
 
 REFS = load_references("cigit_c")
 TABLE8 = sorted((c for c in REFS.find(method="cigit_c", dataset="bdgp")), key=lambda c: (c.metric, c.missing_rate))
+RATES = (0.1, 0.3, 0.5, 0.7)
 
 
-def _mean(rows, key):
-    vals = [r["metrics"][key] for r in rows if r["status"] == "done"]
-    return (float(np.mean(vals)) if vals else None), len(vals)
+def _cigit(ensure_runs, rate, dataset="bdgp", split="test=500"):
+    return ensure_runs("cigit_c", dataset, protocol="incomplete", missing_rate=rate, split=split, runs=runs_for(TABLE8[0]))
+
+
+def _by_seed(got, key="acc"):
+    return {r["seed"]: r["metrics"][key] for r in got["rows"]}
 
 
 @pytest.mark.parametrize("cell", TABLE8, ids=lambda c: f"{c.metric}@{c.missing_rate:.0%}")
@@ -27,51 +35,52 @@ def test_table8_cell(cell, ensure_runs, load_real):
     load_real("bdgp")
     if cell.value is None:
         pytest.skip(f"published cell unreadable: {cell.note}")
-    rows = ensure_runs("cigit_c", "bdgp", protocol="incomplete", missing_rate=cell.missing_rate)
-    mean, n = _mean(rows, cell.store_metric)
-    assert n >= MIN_RUNS, f"only {n} successful runs: " + "; ".join(str(r.get("error")) for r in rows if r["status"] != "done")
-    v = verdict(cell.value, mean, n, cell.std, cell.resolution)
-    print(f"CIGIT-C BDGP {cell.metric} @ {cell.missing_rate:.0%}: published {cell.value:.4f}, reproduced {mean:.4f} "
-          f"(n={n}), band ±{band(cell.std, cell.resolution):.3f} -> {v}")
-    assert v != "below", f"{cell.metric} at {cell.missing_rate:.0%}: reproduced {mean:.4f} < published {cell.value:.4f} - band"
+    assert cell.split == "test=500"
+    check_verdict(cell, _cigit(ensure_runs, cell.missing_rate), f"CIGIT-C BDGP {cell.metric} @ {cell.missing_rate:.0%}")
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.7])
-def test_lateral_1000_columns_variant_runs(rate, ensure_runs, load_real):
-    """Table 2 says 1000-d lateral features: run the first 1000 columns too and report (no gate)."""
+@pytest.mark.parametrize("rate", RATES)
+def test_other_readings_are_findings(rate, ensure_runs, load_real):
+    """The first 1000 visual columns, and all rows without the split: run and printed, no verdict."""
     load_real("bdgp_lateral")
-    rows = ensure_runs("cigit_c", "bdgp_lateral", protocol="incomplete", missing_rate=rate)
-    mean, n = _mean(rows, "acc")
-    full, _ = _mean(ensure_runs("cigit_c", "bdgp", protocol="incomplete", missing_rate=rate), "acc")
     (pub,) = [c.value for c in TABLE8 if c.metric == "acc" and c.missing_rate == rate]
-    print(f"BDGP @ {rate:.0%}: 1750-d {full:.4f}, first 1000 columns {mean:.4f}, published {pub:.4f}; nearer: "
-          f"{'1000-d' if abs(mean - pub) < abs(full - pub) else '1750-d'}")
-    assert n >= MIN_RUNS
+    for label, got in (("first 1000 columns", _cigit(ensure_runs, rate, "bdgp_lateral")),
+                       ("all rows, no split", _cigit(ensure_runs, rate, split=None))):
+        vals = list(_by_seed(got).values())
+        print(f"BDGP @ {rate:.0%} {label}: ACC {np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f} (n={len(vals)}), "
+              f"published {pub:.4f}; a finding")
+        assert len(vals) >= MIN_RUNS
 
 
 def test_claim_acc_falls_with_missing_rate(ensure_runs, load_real):
     load_real("bdgp")
     (claim,) = [c for c in REFS.claims if c.id == "cigit_c_acc_falls_with_missing_rate"]
-    means = [_mean(ensure_runs("cigit_c", "bdgp", protocol="incomplete", missing_rate=r), "acc")[0] for r in claim.missing_rates]
-    print("CIGIT-C BDGP ACC by missing rate:", dict(zip(claim.missing_rates, np.round(means, 4))))
-    for earlier, later in zip(means, means[1:]):
-        assert later <= earlier + claim.tolerance
+    by_rate = [_by_seed(_cigit(ensure_runs, r)) for r in claim.missing_rates]
+    steps = [[later[s] - earlier[s] for s in sorted(set(earlier) & set(later))] for earlier, later in zip(by_rate, by_rate[1:])]
+    outcome = decreasing_claim_outcome(steps, claim.tolerance)
+    print("CIGIT-C BDGP ACC by missing rate:", {r: round(float(np.mean(list(v.values()))), 4) for r, v in zip(claim.missing_rates, by_rate)},
+          "->", outcome)
+    assert outcome != "fails"
 
 
 def test_claim_beats_kmeans_on_filled_data(ensure_runs, load_real):
     load_real("bdgp")
-    for rate in (0.1, 0.3, 0.5, 0.7):
-        ours, _ = _mean(ensure_runs("cigit_c", "bdgp", protocol="incomplete", missing_rate=rate), "acc")
-        km, _ = _mean(ensure_runs("kmeans", "bdgp", variant="concat", protocol="incomplete", missing_rate=rate), "acc")
-        print(f"BDGP @ {rate:.0%}: CIGIT-C {ours:.4f} vs k-means on mean-filled views {km:.4f}")
-        assert ours >= km, f"CIGIT-C {ours:.4f} below k-means {km:.4f} at {rate:.0%}"
+    for rate in RATES:
+        ours = _by_seed(_cigit(ensure_runs, rate))
+        km = _by_seed(ensure_runs("kmeans", "bdgp", variant="concat", protocol="incomplete", missing_rate=rate,
+                                  split="test=500", runs=runs_for(TABLE8[0])))
+        diffs = [ours[s] - km[s] for s in sorted(set(ours) & set(km))]
+        outcome = greater_claim_outcome([diffs], 0.0)
+        print(f"BDGP @ {rate:.0%}: CIGIT-C {np.mean(list(ours.values())):.4f} vs k-means on mean-filled views "
+              f"{np.mean(list(km.values())):.4f}, seed by seed {np.mean(diffs):+.4f} -> {outcome}")
+        assert outcome != "fails"
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.7])
+@pytest.mark.parametrize("rate", RATES)
 def test_wikipedia_cells_on_stand_in_features_are_reported_not_gated(rate, ensure_runs, load_real, e2e_store):
     load_real("wiki_sift_lda")
-    rows = ensure_runs("cigit_c", "wiki_sift_lda", protocol="incomplete", missing_rate=rate)
-    assert sum(r["status"] == "done" for r in rows) >= MIN_RUNS
+    got = ensure_runs("cigit_c", "wiki_sift_lda", protocol="incomplete", missing_rate=rate, split="test=956", runs=runs_for())
+    assert len(got["rows"]) >= MIN_RUNS
     cmp = compare("cigit_c", e2e_store)
     wiki = [r for r in cmp["rows"] if r["cell"].dataset == "wiki_vgg_bert" and r["cell"].missing_rate == rate]
     assert wiki and all(r["verdict"] == "features_differ" and r["run_dataset"] == "wiki_sift_lda" for r in wiki)

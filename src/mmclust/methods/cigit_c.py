@@ -177,9 +177,9 @@ class CIGITC(MultiModalClusterer):
     alpha : float, default 1.0 — weight of the fused KL term, eq. (4); the paper's best is not stated.
     beta : float, default 0.4 — image/text balance, eq. (1); Fig. 7(a): 0.4 best on BDGP and NUS, 0.6 on Wikipedia.
     eta_image, eta_text : float, default 0.1 — weight of generated codes, eq. (9); Section 4.3 (best 0.1).
-    similarity_weight : float, default 10.0 — mu of eq. (7); not given in the paper. Chosen by a label-free
-        criterion: the squared error of generated codes on complete BDGP pairs (50 % missing) fell from 19.0
-        (mu = 1) to 13.2 (mu = 10) and 12.5 (mu = 100), against a code variance of 9.1.
+    similarity_weight : float, default 10.0 — mu of eq. (7); not given in the paper. A choice: an earlier
+        measurement of the generated codes' squared error on complete BDGP pairs, which the repository does not
+        hold as a rerunnable script, so no criterion is claimed for it (see ``LABEL_INFORMED_DEFAULTS``).
     use_gan, use_kl : bool — ablations of Fig. 9 ("None Clustering GAN", "None KL-Divergence losses").
     lr, gan_lr, batch_size, max_epochs : optimisation; not given in the paper (see module doc).
     pretrain_epochs, pretrain_lr : auto-encoder pre-training of each encoder (a choice; 0 = Algorithm 1 literally).
@@ -192,6 +192,16 @@ class CIGITC(MultiModalClusterer):
     """
 
     VARIANTS = {"full": {}, "no_gan": {"use_gan": False}, "no_kl": {"use_kl": False}}
+    # Defaults that were chosen, or kept, after measuring accuracy with labels on the evaluation data (BDGP); the
+    # report lists them beside the verdicts.
+    LABEL_INFORMED_DEFAULTS = {
+        "pretrain_epochs": "auto-encoder pre-training (100 epochs) was added after Xavier-only encoders gave ACC 0.32 "
+                           "on BDGP at 50 % missing (k-means on the raw concatenation: 0.64)",
+        "fusion": "a generated code stands in for a missing one in eq. (9) after the literal reading gave ACC 0.36 "
+                  "on BDGP at 50 % missing (k-means separated samples by missing pattern)",
+        "similarity_weight": "mu = 10 was chosen on BDGP while its results were being looked at; the generated-code "
+                             "error it was said to minimise is not scripted here, so treat it as tuned on the data",
+    }
 
     def __init__(self, n_clusters=None, latent_dim=128, image_hidden=(256, 256), text_hidden=(79, 79),
                  generator12_hidden=(256, 128), generator21_hidden=(512, 512), discriminator1_hidden=64,

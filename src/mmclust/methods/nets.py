@@ -60,10 +60,10 @@ def xavier_init_(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.normal_(m.T, std=0.1, generator=generator)
 
 
-def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int) -> torch.Tensor:
-    """k-means (best of ``n_init``) on ``z``; returns the centres on z's device and dtype."""
+def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int, max_iter: int = 300, tol: float = 1e-4) -> torch.Tensor:
+    """k-means (best of ``n_init``; scikit-learn's ``max_iter`` / ``tol``) on ``z``; centres on z's device and dtype."""
     x = z.detach().cpu().double().numpy()
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed, max_iter=max_iter, tol=tol).fit(x)
     return torch.as_tensor(km.cluster_centers_, dtype=z.dtype, device=z.device)
 
 

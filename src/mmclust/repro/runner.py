@@ -109,7 +109,7 @@ class RunSpec:
             "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
             "split": parse_split(self.split), "seed": int(self.seed), "overrides": dict(self.overrides),
             "params": params, "data_sha256": _registry.data_sha256(self.dataset),
-            "code": code_fingerprint(cls.__module__),
+            "code": code_fingerprint(cls.__module__, cls.__name__),
         }
 
 
@@ -306,8 +306,9 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
                                  protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
                                  overrides=overrides, device=device, split=cfg["split"]))
     # one (dataset, seed) after another, so work a run can share with the next (DEC / JECL pre-training
-    # of a view) is still memoised when the next run needs it; the order changes no result
-    specs.sort(key=lambda s: (s.dataset, s.protocol, s.missing_rate if s.missing_rate is not None else -1.0, s.split or "", s.seed))
+    # of a view) is still memoised when the next run needs it; the order changes no result, and
+    # a sweep cut short has covered every configuration for its first seeds, not a few configurations fully
+    specs.sort(key=lambda s: (s.dataset, s.seed, s.protocol, s.missing_rate if s.missing_rate is not None else -1.0, s.split or ""))
     return specs, skipped
 
 
