@@ -147,3 +147,24 @@ def test_clearly_beats_chance_on_synthetic():
     score = acc(ds.labels, m.labels_)
     shuffled = acc(ds.labels, np.random.default_rng(0).permutation(m.labels_))
     assert shuffled < 0.35 and score > 0.5, (score, shuffled)
+
+
+def test_generator_is_rewarded_for_fooling_the_discriminator():
+    """Eq. (5), non-saturating: fakes the discriminator scores as real cost the generator less (a flipped
+    adversarial target would reward looking fake)."""
+    none = torch.zeros(0, 4)
+    fooled = generator_loss(torch.full((8,), 3.0), none, none)
+    caught = generator_loss(torch.full((8,), -3.0), none, none)
+    assert float(fooled) < float(caught)
+    assert float(fooled) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-3.0))), abs=1e-6)
+
+
+def test_encoder_loss_adds_the_fused_kl_with_weight_alpha_by_hand():
+    """Eq. (4): KL(P1||Q1) + KL(P2||Q2) + alpha KL(P3||Q3), every term added (a sign flip fails)."""
+    p = torch.tensor([[0.7, 0.3]], dtype=torch.float64)
+    q = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    kl = 0.7 * np.log(1.4) + 0.3 * np.log(0.6)
+    zero = encoder_loss(p, p, p, p, p, q, alpha=0.0)
+    assert float(zero) == pytest.approx(0.0, abs=1e-12)
+    assert float(encoder_loss(p, p, p, p, p, q, alpha=2.0)) == pytest.approx(2.0 * kl, abs=1e-12)
+    assert float(encoder_loss(p, q, p, q, p, q, alpha=1.0)) == pytest.approx(3.0 * kl, abs=1e-12)

@@ -148,3 +148,13 @@ def test_pretraining_memo_changes_no_number(blobs):
         enc_b[0].weight.zero_()
     enc_c, _ = pretrained_encoder(x, *settings)
     assert not torch.equal(enc_c[0].weight, enc_b[0].weight)
+
+
+def test_dec_loss_is_kl_of_target_to_assignment_by_hand():
+    """KL(P||Q), not KL(Q||P): p = (0.7, 0.3), q = (0.5, 0.5) give 0.7 ln 1.4 + 0.3 ln 0.6 = 0.08228 (the other
+    direction gives 0.08718)."""
+    from mmclust.methods.dec import dec_loss
+
+    p, q = torch.tensor([[0.7, 0.3]], dtype=torch.float64), torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    assert float(dec_loss(p, q)) == pytest.approx(0.7 * np.log(1.4) + 0.3 * np.log(0.6), abs=1e-12)
+    assert float(dec_loss(p, q)) != pytest.approx(float(dec_loss(q, p)), abs=1e-3)

@@ -98,6 +98,12 @@ def pretrained_encoder(x: torch.Tensor, hidden, latent_dim: int, epochs: int, lr
     return copy.deepcopy(cached_enc), [{(f"{name}{k}" if k.startswith("_") else k): v for k, v in row.items()} for row in history]
 
 
+def dec_loss(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """DEC's clustering loss, Xie et al. eq. (2): KL(P || Q), the fixed target P against the soft assignment Q
+    (that direction: P is what Q is pulled towards), averaged over the batch."""
+    return ops.kl_divergence(p, q)
+
+
 class DEC(MultiModalClusterer):
     """Deep Embedded Clustering on one view or the concatenation (see module docstring for settings)."""
 
@@ -147,7 +153,7 @@ class DEC(MultiModalClusterer):
         result = self_training(
             assign=lambda idx: ops.student_t_assignment(enc(x[idx]), centers, self.alpha),
             targets_fn=lambda q: ops.target_distribution(q),
-            loss_fn=lambda idx, p_batch, q_batch: ops.kl_divergence(p_batch, q_batch),
+            loss_fn=lambda idx, p_batch, q_batch: dec_loss(p_batch, q_batch),
             modules=[enc], optimizer=opt, n=x.shape[0], batch_size=self.batch_size, update_interval=self.update_interval,
             tol=self.tol, max_epochs=self.max_epochs, generator=gen, device=device, verbose=self.verbose, desc="DEC")
         self.history_, self.n_iter_, self.converged_ = result["history"], result["n_iter"], result["converged"]

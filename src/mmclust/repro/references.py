@@ -144,11 +144,17 @@ def cell_key(c: ReferenceCell) -> tuple:
 def _reference_path(paper: str) -> Path:
     if paper not in PAPERS:
         raise ReferenceError(f"unknown paper {paper!r}; valid: {', '.join(PAPERS)}")
+    candidates = []
     try:
-        folder = Path(str(resources.files("mmclust.reference_results")))
-    except ModuleNotFoundError:  # running from a source tree that is not installed (PYTHONPATH=src)
-        folder = Path(__file__).resolve().parents[3] / "reference_results"
-    return folder / f"{paper}.toml"
+        candidates.append(resources.files("mmclust.reference_results") / f"{paper}.toml")
+    except ModuleNotFoundError:
+        pass
+    # a source tree that is not installed (PYTHONPATH=src): the files sit at the top level
+    candidates.append(Path(__file__).resolve().parents[3] / "reference_results" / f"{paper}.toml")
+    for path in candidates:
+        if path.is_file():
+            return Path(str(path))
+    return Path(str(candidates[0]))
 
 
 def load_references(paper_or_path: str | Path) -> References:

@@ -1,0 +1,115 @@
+"""The label-leak test every registered method must pass (new methods get it by adding a fast setting below).
+
+A fit without labels, a fit with the true labels, and a fit with the labels shuffled across samples must give
+identical ``labels_`` and ``history_``. Renaming classes is not enough (no metric sees a renaming, so a
+best-by-ACC leak would pass it); shuffling labels across samples breaks any use of them. The check is shown
+to catch such a leak: a k-means that keeps the best of its restarts by accuracy fails it.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from mmclust.data import MultiModalDataset, incomplete, make_multiview_blobs
+from mmclust.methods import METHODS, KMeansBaseline
+from mmclust.metrics import acc
+
+K = 3
+# Fast settings per registered method (a few seconds on CPU); every method in METHODS must appear here.
+FAST = {
+    "kmeans": dict(n_init=3),
+    "dec": dict(hidden=(16,), latent_dim=4, pretrain_epochs=3, max_epochs=3, update_interval=2, batch_size=32,
+                kmeans_n_init=2, device="cpu"),
+    "jecl": dict(hidden=(16,), latent_dim=4, pretrain_epochs=3, max_epochs=3, update_interval=2, batch_size=32,
+                 kmeans_n_init=2, device="cpu"),
+    "cigit_c": dict(latent_dim=6, image_hidden=(16,), text_hidden=(8,), generator12_hidden=(16,), generator21_hidden=(16,),
+                    discriminator1_hidden=8, discriminator2_hidden=8, noise_dim=8, batch_size=32, max_epochs=2,
+                    pretrain_epochs=2, gan_pretrain_epochs=1, kmeans_n_init=2, device="cpu"),
+}
+# Methods that train on data with missing views are checked on such data (their rows go missing label-blindly).
+INCOMPLETE = {"cigit_c"}
+
+
+def _data(method: str) -> MultiModalDataset:
+    ds = make_multiview_blobs(120, K, dims={"image": 10, "text": 8}, view_noise={"text": 0.5}, seed=4)
+    return incomplete(ds, 0.3, seed=1) if method in INCOMPLETE else ds
+
+
+def _same_history(a, b) -> bool:
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b):
+        if set(ra) != set(rb):
+            return False
+        for k in ra:
+            x, y = ra[k], rb[k]
+            if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+                continue
+            if x != y:
+                return False
+    return True
+
+
+def assert_label_blind(make, ds: MultiModalDataset) -> None:
+    """``make()`` builds a fresh estimator (with ``n_clusters`` set); raises AssertionError on any leak."""
+    unlabelled = MultiModalDataset(views=ds.views, labels=None, present=ds.present, name=ds.name)
+    shuffled = ds.replace(labels=np.random.default_rng(0).permutation(ds.labels))
+    fits = {name: make().fit(d) for name, d in (("no labels", unlabelled), ("labels", ds), ("shuffled labels", shuffled))}
+    ref = fits["no labels"]
+    for name, est in fits.items():
+        assert np.array_equal(est.labels_, ref.labels_), f"labels_ differ between a fit with {name} and one without labels"
+        assert _same_history(est.history_, ref.history_), f"history_ differs between a fit with {name} and one without labels"
+
+
+def test_every_registered_method_has_a_fast_setting():
+    assert set(METHODS) <= set(FAST), f"add a fast setting for {sorted(set(METHODS) - set(FAST))} to FAST"
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_fit_ignores_labels(method):
+    assert_label_blind(lambda: METHODS[method](n_clusters=K, random_state=0, **FAST.get(method, {})), _data(method))
+
+
+class _BestRestartByAccuracy(KMeansBaseline):
+    """A leak no renaming test can see: keep the restart whose labels score best against the truth."""
+
+    def fit(self, ds, y=None):
+        best = None
+        for seed in range(5):
+            fitted = KMeansBaseline(n_clusters=self.n_clusters, n_init=1, random_state=seed).fit(ds)
+            score = acc(ds.labels, fitted.labels_) if ds.labels is not None else -seed
+            if best is None or score > best[0]:
+                best = (score, fitted)
+        self.labels_, self.history_ = best[1].labels_, best[1].history_
+        return self
+
+
+def test_the_check_catches_a_best_by_accuracy_leak():
+    ds = make_multiview_blobs(120, 4, dims={"image": 10, "text": 8}, separation=1.0, seed=7)
+    with pytest.raises(AssertionError):
+        assert_label_blind(lambda: _BestRestartByAccuracy(n_clusters=4), ds)
+
+
+def test_unlabelled_data_needs_n_clusters():
+    ds = _data("kmeans")
+    unlabelled = MultiModalDataset(views=ds.views, labels=None, name="u")
+    assert unlabelled.n_clusters is None and "unlabelled" in repr(unlabelled)
+    with pytest.raises(ValueError, match="n_clusters must be given"):
+        KMeansBaseline().fit(unlabelled)
+    assert KMeansBaseline(n_clusters=K, random_state=0).fit(unlabelled).labels_.shape == (120,)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_predict_assigns_new_rows_without_retraining(method):
+    """``predict`` exists everywhere (train/test protocols), gives k-way labels and does not change the fit."""
+    ds = _data(method)
+    train, test = ds.subset(np.arange(90)), ds.subset(np.arange(90, 120))
+    est = METHODS[method](n_clusters=K, random_state=0, **FAST.get(method, {})).fit(train)
+    before = est.labels_.copy()
+    pred = est.predict(test.without_labels())
+    assert pred.shape == (30,) and pred.dtype == np.int64 and set(pred) <= set(range(K))
+    np.testing.assert_array_equal(est.labels_, before)
+    np.testing.assert_array_equal(pred, est.predict(test))  # the labels of the rows predicted play no part
+    with pytest.raises(ValueError, match="not fitted"):
+        METHODS[method](n_clusters=K, **FAST.get(method, {})).predict(test)

@@ -1,0 +1,174 @@
+"""What may feed a verdict: one configuration, the paper's settings, the current code, failures counted."""
+
+import numpy as np
+import pytest
+
+from mmclust.data import apply_split, parse_split, train_test_split
+from mmclust.data import make_multiview_blobs
+from mmclust.methods import METHODS, KMeansBaseline, MultiModalClusterer
+from mmclust.repro import code_identity, report
+from mmclust.repro import runner as runner_mod
+from mmclust.repro.report import compare, configuration_runs
+from mmclust.repro.runner import RunSpec, config_id_of, execute_run, run_id_of
+from mmclust.repro.store import ResultStore
+
+from .test_runner import toy_refs
+
+
+@pytest.fixture(autouse=True)
+def _fresh_identity_caches():
+    report._paper_config.cache_clear()
+    yield
+    report._paper_config.cache_clear()
+
+
+def _runs(store, seeds, rate=0.1, **kw):
+    for s in seeds:
+        execute_run(RunSpec("kmeans", "synthetic", variant="concat", protocol="incomplete", missing_rate=rate, seed=s, **kw),
+                    store=store)
+
+
+def test_a_changed_default_starts_a_new_configuration_and_old_runs_are_never_averaged_in(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.db")
+    _runs(store, range(3))  # n_init = 20 (the default)
+    monkeypatch.setattr(KMeansBaseline, "params_for_dataset", classmethod(lambda cls, name: {"n_init": 2}), raising=False)
+    _runs(store, range(3))  # the "same" runs after a default changed: other parameters, another configuration
+    assert len(store.query()) == 6 and len({r["config_id"] for r in store.query()}) == 2
+    got = configuration_runs(store, "kmeans", "concat", "synthetic", "incomplete", 0.1)
+    assert len(got["rows"]) == 3 and all(r["params"]["n_init"] == 2 for r in got["rows"]) and got["stale"] == 3
+    row = compare(str(toy_refs(tmp_path, rates=(0.1,), claim=False)), store)
+    assert row["rows"][0]["n"] == 3 and row["stale"] == 3
+
+
+def test_overridden_runs_never_reach_a_verdict_or_the_summary(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    _runs(store, range(3), overrides={"n_init": 1})
+    cmp = compare(str(toy_refs(tmp_path, rates=(0.1,), claim=False)), store)
+    row = cmp["rows"][0]
+    assert row["n"] == 0 and row["verdict"] == "inconclusive" and "no runs at the paper's settings" in row["detail"]
+    assert cmp["summary"] == {"inconclusive": 1}
+    (other,) = cmp["other_configs"]
+    assert other["overrides"] == {"n_init": 1} and len(other["rows"]) == 3
+
+
+def test_a_code_change_starts_new_runs_and_leaves_old_ones_stale(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.db")
+    _runs(store, range(3))
+    spec = RunSpec("kmeans", "synthetic", variant="concat", protocol="incomplete", missing_rate=0.1, seed=0)
+    old_run, old_config = run_id_of(spec), config_id_of(spec)
+    monkeypatch.setattr(runner_mod, "code_fingerprint", lambda module, name=None: "other-code")
+    assert run_id_of(spec) != old_run and config_id_of(spec) != old_config
+    assert not execute_run(spec, store=store).get("skipped")  # recomputed, not served from the old row
+    got = configuration_runs(store, "kmeans", "concat", "synthetic", "incomplete", 0.1)
+    assert len(got["rows"]) == 1 and got["stale"] == 3
+
+
+def test_e2e_store_with_runs_from_other_code_gives_no_verdict(tmp_path, monkeypatch):
+    """What MMCLUST_E2E_DB could hold: runs the current code never produced. They feed nothing."""
+    store = ResultStore(tmp_path / "e2e.db")
+    with monkeypatch.context() as m:
+        m.setattr(runner_mod, "code_fingerprint", lambda module, name=None: "yesterday")
+        _runs(store, range(5))
+    report._paper_config.cache_clear()
+    got = configuration_runs(store, "kmeans", "concat", "synthetic", "incomplete", 0.1)
+    assert got["rows"] == [] and got["stale"] == 5
+    assert compare(str(toy_refs(tmp_path, rates=(0.1,), claim=False)), store)["rows"][0]["verdict"] == "inconclusive"
+
+
+def test_fingerprint_follows_what_a_method_uses_and_ignores_docstrings(monkeypatch):
+    defs = code_identity.code_definitions("mmclust.methods.cigit_c", "CIGITC")
+    assert {"mmclust.ops:kl_divergence", "mmclust.methods.nets:mlp", "mmclust.metrics:*",
+            "mmclust.data.protocols:*"} <= set(defs)
+    assert not any(d.startswith(("mmclust.repro", "mmclust.cli")) for d in defs)
+    assert "mmclust.ops:iic_mutual_information" not in defs  # used by another method only
+    base = code_identity.code_fingerprint("mmclust.methods.cigit_c", "CIGITC")
+    original = code_identity._module
+    import ast
+
+    def patched(name, edit):
+        if name != "mmclust.ops":
+            return original(name)  # None for names that are not modules, as the real one answers
+        t, d, i, p = original(name)
+        if True:
+            d = dict(d)
+            d["kl_divergence"] = edit(d["kl_divergence"])
+        return t, d, i, p
+
+    def fingerprint_with(edit):
+        code_identity.code_fingerprint.cache_clear()
+        code_identity.code_definitions.cache_clear()
+        monkeypatch.setattr(code_identity, "_module", lambda name: patched(name, edit))
+        try:
+            return code_identity.code_fingerprint("mmclust.methods.cigit_c", "CIGITC")
+        finally:
+            monkeypatch.setattr(code_identity, "_module", original)
+            code_identity.code_fingerprint.cache_clear()
+            code_identity.code_definitions.cache_clear()
+
+    def new_docstring(node):
+        node = ast.parse(ast.unparse(node)).body[0]
+        node.body[0] = ast.Expr(ast.Constant("reworded"))
+        return node
+
+    def new_body(node):
+        node = ast.parse(ast.unparse(node)).body[0]
+        node.body.insert(1, ast.parse("p = p * 1.0").body[0])
+        return node
+
+    assert fingerprint_with(new_docstring) == base
+    assert fingerprint_with(new_body) != base
+
+
+class _FailsForLateSeeds(MultiModalClusterer):
+    VARIANTS = {"full": {}}
+
+    def __init__(self, n_clusters=None, random_state=None):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+    def fit(self, ds):
+        if self.random_state >= 3:
+            raise RuntimeError("kaput")
+        self.labels_ = KMeansBaseline(n_clusters=self._n_clusters(ds), random_state=0).fit(ds).labels_
+        self.history_ = []
+        return self
+
+
+def test_failed_runs_count_against_the_cell(tmp_path, monkeypatch):
+    """3 done + 7 failed is `unstable`, however good the survivors look (no survivor bias)."""
+    monkeypatch.setitem(METHODS, "kmeans", _FailsForLateSeeds)
+    store = ResultStore(tmp_path / "r.db")
+    for s in range(10):
+        execute_run(RunSpec("kmeans", "synthetic", protocol="incomplete", missing_rate=0.1, seed=s), store=store)
+    report._paper_config.cache_clear()
+    body = toy_refs(tmp_path, rates=(0.1,), claim=False).read_text().replace('variant = "concat"', 'variant = "full"')
+    (tmp_path / "toy.toml").write_text(body)
+    row = compare(str(tmp_path / "toy.toml"), store)["rows"][0]
+    assert (row["n"], row["failed"], row["verdict"]) == (3, 7, "unstable")
+
+
+# -- the held-out protocol ----------------------------------------------------------------------------------
+def test_split_is_stratified_exact_and_seeded():
+    ds = make_multiview_blobs(250, 5, seed=0)
+    train, test = train_test_split(ds, test_size=50, seed=3)
+    assert (train.n_samples, test.n_samples) == (200, 50)
+    assert np.bincount(test.labels).tolist() == [10] * 5
+    again = train_test_split(ds, test_size=50, seed=3)[1]
+    np.testing.assert_array_equal(again.views["image"], test.views["image"])
+    assert not np.array_equal(train_test_split(ds, test_size=50, seed=4)[1].views["image"], test.views["image"])
+    assert parse_split({"test": 500}) == "test=500" and parse_split({"test_fraction": 0.25}) == "test_fraction=0.25"
+    with pytest.raises(ValueError):
+        parse_split({"test": 0})
+    with pytest.raises(ValueError):
+        apply_split(ds, "test=250", seed=0)  # nothing left to train on
+
+
+def test_a_split_run_fits_on_train_rows_and_scores_test_rows(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    spec = RunSpec("kmeans", "synthetic", variant="concat", protocol="incomplete", missing_rate=0.3, seed=1, split="test=150")
+    res = execute_run(spec, store=store)
+    assert res["status"] == "done" and set(res["metrics"]["train"]) >= {"acc", "nmi"}
+    assert run_id_of(spec) != run_id_of(RunSpec("kmeans", "synthetic", variant="concat", protocol="incomplete",
+                                                missing_rate=0.3, seed=1))
+    row = store.get(res["run_id"])
+    assert row["split"] == "test=150" and row["config_id"] and row["code_version"]
