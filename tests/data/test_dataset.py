@@ -72,3 +72,23 @@ def test_synthetic_generator_seeded_and_clusterable():
     assert np.array_equal(a.views["image"], b.views["image"]) and np.array_equal(a.labels, b.labels)
     assert not np.array_equal(make_multiview_blobs(seed=4).views["image"], a.views["image"])
     assert np.bincount(a.labels).min() == np.bincount(a.labels).max()  # balanced classes
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(views={"image": np.ones((5, 3)), "text": np.ones((6, 2))}, labels=None), "view 'text' has 6 rows but the first view has 5"),
+    (dict(views={"image": np.ones(6)}, labels=None), "must be 2-d"),
+    (dict(views={"image": np.ones((0, 3))}, labels=None), "no samples"),
+    (dict(views={"image": np.full((2, 2), np.nan)}, labels=None), "non-finite"),
+])
+def test_unlabelled_data_is_validated_like_labelled_data(kwargs, msg):
+    with pytest.raises(DataError, match=msg):
+        MultiModalDataset(**kwargs)
+
+
+def test_unlabelled_data_keeps_class_count_when_given_and_subsets():
+    ds = make_multiview_blobs(30, 3, seed=0)
+    blind = ds.without_labels()
+    assert blind.labels is None and blind.n_clusters == 3 and not blind.has_labels
+    sub = blind.subset(np.arange(10))
+    assert sub.labels is None and sub.n_samples == 10
+    assert MultiModalDataset(views=ds.views, labels=None).n_clusters is None

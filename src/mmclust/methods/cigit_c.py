@@ -289,7 +289,7 @@ class CIGITC(MultiModalClusterer):
         has_txt = torch.as_tensor(ds.present[v_txt].copy(), device=device)
         n = ds.n_samples
 
-        nets = _CIGITCNets(x_img.shape[1], x_txt.shape[1], k, self).to(device)
+        nets = _CIGITCNets(x_img.shape[1], x_txt.shape[1], k, self)  # built and initialised on the CPU, then moved
         xavier_init_(nets, torch_generator(seed, "cpu") if device.type != "cpu" else gen)
         nets.to(device)
         self.nets_ = nets
