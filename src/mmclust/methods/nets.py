@@ -7,7 +7,8 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
-__all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite"]
+__all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite",
+           "clip_parameters_"]
 
 
 def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2,
@@ -60,11 +61,26 @@ def xavier_init_(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.normal_(m.T, std=0.1, generator=generator)
 
 
-def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int) -> torch.Tensor:
-    """k-means (best of ``n_init``) on ``z``; returns the centres on z's device and dtype."""
+def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int, *, max_iter: int = 300, tol: float = 1e-4) -> torch.Tensor:
+    """k-means (best of ``n_init``) on ``z``; returns the centres on z's device and dtype.
+
+    ``max_iter`` and ``tol`` are passed to scikit-learn (defaults: scikit-learn's own, 300 and 1e-4).
+    """
     x = z.detach().cpu().double().numpy()
-    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x)
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed, max_iter=max_iter, tol=tol).fit(x)
     return torch.as_tensor(km.cluster_centers_, dtype=z.dtype, device=z.device)
+
+
+@torch.no_grad()
+def clip_parameters_(module: nn.Module, clip: float) -> None:
+    """Clamp every parameter of ``module`` (weights and biases alike) into ``[-clip, clip]`` in place.
+
+    The weight clipping of WGAN (Arjovsky et al. 2017, Algorithm 1), which keeps a critic K-Lipschitz.
+    """
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
