@@ -102,11 +102,13 @@ def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
 
 
 def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, generator: torch.Generator, device,
-                          corruption: float = 0.0, desc: str = "pretrain", verbose: bool = False) -> list[dict]:
+                          corruption: float = 0.0, desc: str = "pretrain", verbose: bool = False,
+                          min_batch: int = 1) -> list[dict]:
     """Train (encoder, decoder, x, name) auto-encoders with MSE, interleaved epoch by epoch; returns history.
 
     ``corruption`` > 0 makes them denoising auto-encoders (inputs masked by dropout with that rate,
     as the stacked denoising auto-encoders of DEC / JECL). Each pair has its own Adam optimiser.
+    Batches of fewer than ``min_batch`` rows are skipped (2 for networks with BatchNorm, which needs two rows).
     """
     from torch.nn import functional as F
     from tqdm.auto import tqdm
@@ -119,7 +121,7 @@ def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, genera
             enc.train()
             dec.train()
             total = 0.0
-            batches = minibatches(x.shape[0], batch_size, generator, device)
+            batches = [b for b in minibatches(x.shape[0], batch_size, generator, device) if b.numel() >= min_batch]
             for idx in batches:
                 inp = x[idx]
                 if corruption > 0:
