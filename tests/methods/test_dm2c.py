@@ -148,6 +148,21 @@ def test_generator_step_raises_critic_score_with_critics_frozen(data):
     assert _same(critics, _state(nets.critics()))
 
 
+def test_generator_pairing_follows_eq3_not_algorithm_1s_typo(data):
+    """With D_A constant (all its parameters 0) and no cycle term, G_BA gets no gradient and stays put; G_AB moves."""
+    m = _fresh(data, lambda_cyc=0.0)
+    nets = m.nets_
+    with torch.no_grad():
+        for p in nets.d_a.parameters():
+            p.zero_()
+    x_a, x_b = _batch(data)
+    opt = torch.optim.RMSprop([p for g in nets.generators() for p in g.parameters()], lr=1e-3)
+    g_ba, g_ab = [p.clone() for p in nets.g_ba.parameters()], [p.clone() for p in nets.g_ab.parameters()]
+    m._generator_step(x_a, x_b, opt)
+    assert all(torch.equal(a, b) for a, b in zip(g_ba, nets.g_ba.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(g_ab, nets.g_ab.parameters()))
+
+
 def test_each_step_moves_only_its_own_player(data):
     """A critic step leaves generators and auto-encoders bit-identical (BatchNorm statistics too), and so on."""
     m = _fresh(data)

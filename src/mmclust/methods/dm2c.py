@@ -453,16 +453,20 @@ class DM2C(MultiModalClusterer):
 
         for epoch in tqdm(range(self.max_epochs), desc="DM2C", disable=not self.verbose, unit="epoch"):
             sums = {key: torch.zeros((), device=device) for key in ("reconstruction", "critic_gap", "cycle", "generator")}
+            steps = {"ae_steps": 0, "critic_steps": 0, "generator_steps": 0}
             for _ in range(n_iter):
                 rec = self._ae_step(*batch(), opt_ae)
+                steps["ae_steps"] += 1
                 sums["reconstruction"] += (rec["rec_a"] + rec["rec_b"]).detach()
                 for _ in range(self.n_critic):
                     d = self._critic_step(*batch(), opt_d)
+                    steps["critic_steps"] += 1
                     sums["critic_gap"] += (d["adv_a"] + d["adv_b"]).detach() / self.n_critic
                 g = self._generator_step(*batch(), opt_g)
+                steps["generator_steps"] += 1
                 sums["cycle"] += (g["cyc_a"] + g["cyc_b"]).detach()
                 sums["generator"] += g["total"].detach()
-            self._log_epoch(epoch, sums, n_iter, ae_steps=n_iter, critic_steps=n_iter * self.n_critic, generator_steps=n_iter)
+            self._log_epoch(epoch, sums, n_iter, **steps)
 
     def _log_epoch(self, epoch, sums, n_iter, **counts) -> None:
         row = {"epoch": epoch, **{f"{key}_loss": float(v) / n_iter for key, v in sums.items()}, **counts}
