@@ -32,7 +32,7 @@ _UNIT_SCALE = {"percent": 100.0, "fraction": 1.0}
 
 _RESULT_REQUIRED = ("table", "method", "variant", "dataset", "protocol", "metric")
 _RESULT_OPTIONAL = ("missing_rate", "printed", "value", "std", "runs", "reference_only", "uncertain", "nmi_average",
-                    "stand_in", "also_on", "note", "cited_from")
+                    "stand_in", "also_on", "note", "cited_from", "split")
 _CLAIM_REQUIRED = ("id", "kind", "metric", "tolerance", "protocol", "datasets", "text", "source")
 _CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject")
 _CLAIM_KINDS = ("greater", "decreasing")
@@ -64,6 +64,7 @@ class ReferenceCell:
     also_on: tuple = ()  # other readings of the paper's data (e.g. BDGP's first 1000 columns), run and compared too
     note: str | None = None
     cited_from: str | None = None
+    split: object = field(default=None, hash=False)  # the rows the cell reports: {test = n}, {test_fraction = f} or "dataset"
     unit: str = "fraction"
 
     @property
