@@ -41,8 +41,11 @@ Reading of the paper, where it is silent or inconsistent (each also noted at its
 * **Initialisation.** Xavier-uniform weights, zero biases (unstated; a choice), from the run's local generator;
   the critics' weights are clipped into [-c, c] once at the start, so they satisfy the constraint throughout.
 * **Pre-training** (Alg. 1 l.1): each auto-encoder on its own rows with eq. (1), Adam (the official code's
-  pre-training optimiser; the paper names none), ``pretrain_epochs = 200`` and batch size as the official
-  code's README commands.
+  pre-training optimiser; the paper names none), ``pretrain_epochs = 200`` (the official README's pre-training
+  commands; the issue quoted 150, which we could not find in the code), ``pretrain_lr = 1e-3`` (the paper's
+  auto-encoder rate; the README pre-trains images at 1e-4 and texts at 1e-5). ``nets.pretrain_autoencoders``
+  takes the element mean of eq. (1)'s squared error: the same minimiser, and Adam's steps do not depend on
+  the loss's scale.
 * **Optimisers**: RMSprop for the auto-encoder, critic and generator steps (Section 3, Alg. 1), with the
   paper's learning rates (Section 4.1/4.2).
 * **Clustering** (Alg. 1 l.16-17): k-means (k-means++ seeding, Section 3 [4]) on the unified codes of the
@@ -67,7 +70,8 @@ Linear -> LeakyReLU -> BatchNorm, generators as small auto-encoders themselves, 
 view PCA-reduced (fitted on the training image rows) to 2048 (Wikipedia) / 1000 (NUS-WIDE) dimensions, the
 text PCA being commented out in ``utils.py``; learning rates of the README command (auto-encoders 1e-4,
 generators 5e-4, critics 5e-5, no weight decay). Pre-training stays ours (the code's pre-training uses Adam
-betas (0.5, 0.999) and per-modality rates 1e-4 / 1e-5, one rate here).
+betas (0.5, 0.999) and per-modality rates 1e-4 / 1e-5, one rate here), and so do the batches (the code draws
+128 mixed rows, here ``batch_size`` rows of each modality).
 """
 
 from __future__ import annotations
