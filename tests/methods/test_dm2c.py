@@ -323,8 +323,8 @@ def _unbalanced_mixed_modal(seed):
 
 def test_full_beats_kmeans_and_no_adversarial_no_unification():
     """Measured (ACC; seeds 0-3; full / no_adv_no_uni / k-means on the mean-filled concatenation):
-    seed 0: 0.754 / 0.554 / 0.550; seed 1: 0.667 / 0.558 / 0.517; seed 2: 0.475 / 0.562 / 0.529;
-    seed 3: 0.625 / 0.388 / 0.562; means 0.630 / 0.516 / 0.540, margins +0.090 over k-means and +0.115 over
+    seed 0: 0.767 / 0.554 / 0.550; seed 1: 0.646 / 0.558 / 0.517; seed 2: 0.479 / 0.562 / 0.529;
+    seed 3: 0.621 / 0.388 / 0.562; means 0.628 / 0.516 / 0.540, margins +0.088 over k-means and +0.112 over
     no_adv_no_uni. The claim holds on the mean, not on every seed: on seed 2 the translation pairs the text clusters
     with the wrong image clusters. The test asks for half the measured mean margins.
     """
@@ -339,5 +339,5 @@ def test_full_beats_kmeans_and_no_adversarial_no_unification():
             scores[variant].append(acc(ds.labels, m.labels_))
         scores["kmeans"].append(acc(ds.labels, KMeansBaseline(random_state=seed).fit(ds).labels_))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    assert mean["full"] >= mean["kmeans"] + 0.045, scores
-    assert mean["full"] >= mean["no_adv_no_uni"] + 0.057, scores
+    assert mean["full"] >= mean["kmeans"] + 0.044, scores
+    assert mean["full"] >= mean["no_adv_no_uni"] + 0.056, scores

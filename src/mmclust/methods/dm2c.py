@@ -37,7 +37,9 @@ Reading of the paper, where it is silent or inconsistent (each also noted at its
 * **BatchNorm modes.** The critic and generator steps read the encoders in eval mode (running statistics:
   the same deterministic codes the final embedding uses). In the critic step the generators run in training
   mode (batch statistics, as in their own step) through a functional call on copied buffers, so a critic step
-  leaves every generator and auto-encoder tensor, running statistics included, bit-identical.
+  leaves every generator and auto-encoder tensor, running statistics included, bit-identical. In the generator
+  step the second pass of each cycle (G_BA on G_AB(z_a), G_AB on G_BA(z_b)) also runs on copied buffers, so a
+  generator's running statistics describe the real codes it translates in the final embedding only.
 * **Initialisation.** Xavier-uniform weights, zero biases (unstated; a choice), from the run's local generator;
   the critics' weights are clipped into [-c, c] once at the start, so they satisfy the constraint throughout.
 * **Pre-training** (Alg. 1 l.1): each auto-encoder on its own rows with eq. (1), Adam (the official code's
@@ -437,7 +439,10 @@ class DM2C(MultiModalClusterer):
         for g in nets.generators():
             g.train()
         fake_b, fake_a = nets.g_ab(z_a), nets.g_ba(z_b)
-        parts = dm2c_losses(z_a=z_a, cyc_a=nets.g_ba(fake_b), z_b=z_b, cyc_b=nets.g_ab(fake_a),
+        # the way back runs on batch statistics without feeding the running ones: those describe the real codes
+        # each generator translates in the final embedding (Alg. 1 l.16), not translated codes
+        back_a, back_b = _frozen_forward(nets.g_ba, fake_b), _frozen_forward(nets.g_ab, fake_a)
+        parts = dm2c_losses(z_a=z_a, cyc_a=back_a, z_b=z_b, cyc_b=back_b,
                             d_real_a=nets.d_a(z_a), d_fake_a=nets.d_a(fake_a), d_real_b=nets.d_b(z_b), d_fake_b=nets.d_b(fake_b),
                             lambda_cyc=self.lambda_cyc)
         opt.zero_grad(set_to_none=True)
