@@ -188,3 +188,49 @@ def test_mismatched_shapes_raise():
         ops.kl_divergence(torch.ones(3, 2) / 2, torch.ones(3, 2) / 2, reduction="avg")
     with pytest.raises(ValueError, match="centers"):
         ops.student_t_assignment(torch.ones(3, 2), torch.ones(2, 3))
+
+
+# -- DM2C: wasserstein_gap, l1_cycle --------------------------------------------------------------------------
+_scores = st.tuples(st.integers(0, 10_000), st.integers(1, 30), st.integers(1, 30))
+
+
+@given(_scores, st.floats(-100.0, 100.0))
+def test_wasserstein_gap_antisymmetric_zero_and_shift_invariant(shape, shift):
+    seed, n_real, n_fake = shape
+    g = torch.Generator().manual_seed(seed)
+    real = torch.randn(n_real, generator=g, dtype=torch.float64)
+    fake = torch.randn(n_fake, 1, generator=g, dtype=torch.float64) + 0.5
+    gap = ops.wasserstein_gap(real, fake)
+    assert abs(gap.item() - (real.mean() - fake.mean()).item()) < 1e-12
+    assert abs(ops.wasserstein_gap(fake, real).item() + gap.item()) < 1e-12  # sign flips when swapped
+    assert ops.wasserstein_gap(real, real.clone()).item() == 0.0  # equal inputs
+    assert abs(ops.wasserstein_gap(real + shift, fake + shift).item() - gap.item()) < 1e-9  # common shift
+
+
+def test_wasserstein_gap_value_and_empty():
+    assert ops.wasserstein_gap(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0, 3.0])).item() == 1.0
+    with pytest.raises(ValueError, match="both sides"):
+        ops.wasserstein_gap(torch.zeros(0), torch.ones(3))
+
+
+@given(st.integers(0, 10_000), st.integers(1, 20), st.integers(1, 8))
+def test_l1_cycle_zero_iff_equal(seed, n, d):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    assert ops.l1_cycle(z, z.clone()).item() == 0.0
+    other = z.clone()
+    other[seed % n, seed % d] += 1e-3
+    assert ops.l1_cycle(z, other).item() > 0.0
+    per_row = ops.l1_cycle(z, other, reduction="none")
+    assert per_row.shape == (n,) and (per_row >= 0).all()
+    assert abs(ops.l1_cycle(z, other, reduction="sum").item() - per_row.sum().item()) < 1e-12
+
+
+def test_l1_cycle_hand_computed():
+    """G_AB(z) = 2z, G_BA = identity: the cycle of z is 2z, so the loss is mean_i sum_j |z_ij|."""
+    z = torch.tensor([[1.0, -2.0], [0.5, 0.0], [-3.0, 1.0]])
+    back = z * 2.0  # G_BA(G_AB(z)) with G_AB = 2 z, G_BA = id
+    assert ops.l1_cycle(z, back).item() == pytest.approx((3.0 + 0.5 + 4.0) / 3)
+    assert ops.l1_cycle(z, back, reduction="sum").item() == pytest.approx(7.5)
+    with pytest.raises(ValueError, match="one shape"):
+        ops.l1_cycle(z, z[:2])

@@ -195,3 +195,30 @@ def sinkhorn(scores: torch.Tensor, n_iter: int = 3, epsilon: float = 0.05) -> to
             log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) + np.log(n / k)
             log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True)
         return log_q.exp().to(scores.dtype)
+
+
+# -- DM2C (Jiang et al. 2019): Wasserstein critic gap and l1 cycle consistency ------------------------------
+__all__ += ["wasserstein_gap", "l1_cycle"]
+
+
+def wasserstein_gap(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Critic gap ``E[D(real)] - E[D(fake)]``, the Wasserstein adversarial loss of DM2C eq. (3) (WGAN, Arjovsky et al.).
+
+    ``d_real`` and ``d_fake`` are the critic's scores (any shape, e.g. ``(n,)`` or ``(n, 1)``; the two sets may
+    differ in size). The critic maximises the gap, the generator minimises it. Swapping the arguments flips the
+    sign, equal inputs give 0 and a common shift of every score leaves it unchanged (the critic's bias is free).
+    """
+    if d_real.numel() == 0 or d_fake.numel() == 0:
+        raise ValueError(f"wasserstein_gap: need scores on both sides, got {d_real.numel()} real and {d_fake.numel()} fake")
+    return d_real.mean() - d_fake.mean()
+
+
+def l1_cycle(z: torch.Tensor, z_back: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cycle-consistency loss ``E ||z - z_back||_1``, DM2C eq. (2) (CycleGAN's cycle loss, Zhu et al. 2017).
+
+    ``z_back`` is ``z`` sent to the other modality and back, e.g. ``G_BA(G_AB(z_a))``. Per row the l1 norm
+    (sum over features); ``reduction`` over rows (``"mean"`` is eq. (2)'s expectation). Zero iff equal.
+    """
+    if z.shape != z_back.shape or z.dim() != 2:
+        raise ValueError(f"l1_cycle: need two (n, d) tensors of one shape, got {tuple(z.shape)} and {tuple(z_back.shape)}")
+    return _reduce((z - z_back).abs().sum(1), reduction)

@@ -7,7 +7,8 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
-__all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite"]
+__all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite",
+           "clip_parameters_"]
 
 
 def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2,
@@ -60,11 +61,26 @@ def xavier_init_(module: nn.Module, generator: torch.Generator) -> None:
             nn.init.normal_(m.T, std=0.1, generator=generator)
 
 
-def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int, max_iter: int = 300, tol: float = 1e-4) -> torch.Tensor:
-    """k-means (best of ``n_init``; scikit-learn's ``max_iter`` / ``tol``) on ``z``; centres on z's device and dtype."""
+def kmeans_centers(z: torch.Tensor, k: int, n_init: int, seed: int, *, max_iter: int = 300, tol: float = 1e-4) -> torch.Tensor:
+    """k-means (best of ``n_init``) on ``z``; returns the centres on z's device and dtype.
+
+    ``max_iter`` and ``tol`` are passed to scikit-learn (defaults: scikit-learn's own, 300 and 1e-4).
+    """
     x = z.detach().cpu().double().numpy()
     km = KMeans(n_clusters=k, n_init=n_init, random_state=seed, max_iter=max_iter, tol=tol).fit(x)
     return torch.as_tensor(km.cluster_centers_, dtype=z.dtype, device=z.device)
+
+
+@torch.no_grad()
+def clip_parameters_(module: nn.Module, clip: float) -> None:
+    """Clamp every parameter of ``module`` (weights and biases alike) into ``[-clip, clip]`` in place.
+
+    The weight clipping of WGAN (Arjovsky et al. 2017, Algorithm 1), which keeps a critic K-Lipschitz.
+    """
+    if not clip > 0:
+        raise ValueError(f"clip must be > 0, got {clip}")
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -86,11 +102,13 @@ def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
 
 
 def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, generator: torch.Generator, device,
-                          corruption: float = 0.0, desc: str = "pretrain", verbose: bool = False) -> list[dict]:
+                          corruption: float = 0.0, desc: str = "pretrain", verbose: bool = False,
+                          min_batch: int = 1) -> list[dict]:
     """Train (encoder, decoder, x, name) auto-encoders with MSE, interleaved epoch by epoch; returns history.
 
     ``corruption`` > 0 makes them denoising auto-encoders (inputs masked by dropout with that rate,
     as the stacked denoising auto-encoders of DEC / JECL). Each pair has its own Adam optimiser.
+    Batches of fewer than ``min_batch`` rows are skipped (2 for networks with BatchNorm, which needs two rows).
     """
     from torch.nn import functional as F
     from tqdm.auto import tqdm
@@ -103,7 +121,7 @@ def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, genera
             enc.train()
             dec.train()
             total = 0.0
-            batches = minibatches(x.shape[0], batch_size, generator, device)
+            batches = [b for b in minibatches(x.shape[0], batch_size, generator, device) if b.numel() >= min_batch]
             for idx in batches:
                 inp = x[idx]
                 if corruption > 0:
