@@ -13,7 +13,8 @@ def _register_optional() -> None:
     # Method modules register themselves here; importing lazily keeps `import mmclust` light.
     import importlib
 
-    for mod, name, cls in (("cigit_c", "cigit_c", "CIGITC"), ("jecl", "jecl", "JECL"), ("dec", "dec", "DEC")):
+    for mod, name, cls in (("cigit_c", "cigit_c", "CIGITC"), ("jecl", "jecl", "JECL"), ("dec", "dec", "DEC"),
+                           ("dmim", "dmim", "DMIM")):
         try:
             module = importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as err:
