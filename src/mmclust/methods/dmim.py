@@ -125,7 +125,8 @@ def dmim_loss(cluster_logits, over_logits=None, gaussians=None, pseudo_labels=No
         else:
             if noise is None:
                 raise ValueError("sie_estimator='softmax_sample' needs noise=((eps, prior_eps) per modality)")
-            sie = sum(F.kl_div(F.log_softmax(mu + sigma * eps, 1), F.softmax(prior, 1), reduction="mean")
+            # F.kl_div(log_softmax(z), softmax(eps'), reduction="mean") written out: the mean over N x d elements
+            sie = sum((F.softmax(prior, 1) * (F.log_softmax(prior, 1) - F.log_softmax(mu + sigma * eps, 1))).mean()
                       for (mu, sigma), (eps, prior) in zip(gaussians, noise))
     uniform = zero
     if pseudo_labels is not None:
@@ -320,6 +321,11 @@ class DMIM(MultiModalClusterer):
         _normal_init_(net, self.init_std, torch_generator(seed, "cpu"))  # on CPU: the same init on any device
         return net.to(device)
 
+    @staticmethod
+    def _forward(net: _DMIMNet, xs) -> list[dict]:
+        """Phi run on each modality in its own pass: BatchNorm sees one modality's batch statistics at a time."""
+        return [net(x, v) for v, x in enumerate(xs)]
+
     def _losses(self, outs, pseudo, gen) -> dict:
         """Eq. (14)'s parts from both views' training-mode outputs (one ``net(x, view)`` pass per view)."""
         noise = None
@@ -352,7 +358,7 @@ class DMIM(MultiModalClusterer):
         pseudo = None
         for step in tqdm(range(self.max_epochs), desc="DMIM", disable=not self.verbose, unit="step"):
             net.train()
-            outs = [net(x, v) for v, x in enumerate(xs)]  # Phi per modality, each with its own BatchNorm statistics
+            outs = self._forward(net, xs)
             refresh = self.uniform and step % self.refresh_every == 0
             if refresh:
                 # eq. (13): pseudo-labels from this step's C outputs, detached (the values the official code's
@@ -366,14 +372,16 @@ class DMIM(MultiModalClusterer):
             self.history_.append({"step": step, **{f"{key}_loss" if key == "total" else key: float(val.detach())
                                                    for key, val in parts.items()}, "pseudo_refreshed": bool(refresh)})
         self.n_steps_ = self.max_epochs
-        self.cluster_probabilities_ = self._image_probabilities(xs[0])
-        self.labels_ = self.cluster_probabilities_.argmax(1).astype(np.int64)
+        logits = self._image_logits(xs[0])
+        self.cluster_probabilities_ = torch.softmax(logits, 1).cpu().numpy()
+        self.labels_ = logits.argmax(1).cpu().numpy().astype(np.int64)  # argmax of the logits: no rounding ties
         return self
 
     @torch.no_grad()
-    def _image_probabilities(self, x_img: torch.Tensor) -> np.ndarray:
+    def _image_logits(self, x_img: torch.Tensor) -> torch.Tensor:
+        """C's logits on the image view, in eval mode (the image view's running BatchNorm statistics)."""
         self.net_.eval()
-        return torch.softmax(self.net_(x_img, 0)["logits"], 1).cpu().numpy()
+        return self.net_(x_img, 0)["logits"]
 
     def predict(self, ds) -> np.ndarray:
         """Argmax of C on the image view of new samples (eval mode, the image view's BatchNorm statistics)."""
@@ -385,4 +393,4 @@ class DMIM(MultiModalClusterer):
         if not ds.present[self.view_names_[0]].all():
             raise DataError(f"{ds.name}: predict needs the image view of every sample")
         x = as_device_tensor(self._inputs(ds, views=[0])[0], next(self.net_.parameters()).device)
-        return self._image_probabilities(x).argmax(1).astype(np.int64)
+        return self._image_logits(x).argmax(1).cpu().numpy().astype(np.int64)
