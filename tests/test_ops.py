@@ -234,3 +234,98 @@ def test_l1_cycle_hand_computed():
     assert ops.l1_cycle(z, back, reduction="sum").item() == pytest.approx(7.5)
     with pytest.raises(ValueError, match="one shape"):
         ops.l1_cycle(z, z[:2])
+
+
+# -- IIC joint and mutual information (DMIM eqs. 1-2), Gaussian KL (DMIM eq. 12) -------------------------
+from hypothesis import settings  # noqa: E402  (kept with the tests that use it)
+
+
+@given(shapes)
+def test_iic_joint_symmetric_nonnegative_sums_to_one(shape):
+    seed, n, k = shape
+    p_a, p_b = _assignments(seed, n, k), _assignments(seed + 1, n, k, zeros=True)
+    joint = ops.iic_joint(p_a, p_b)
+    assert joint.shape == (k, k) and torch.all(joint >= 0)
+    torch.testing.assert_close(joint, joint.T)
+    torch.testing.assert_close(joint.sum(), torch.tensor(1.0, dtype=joint.dtype))
+    torch.testing.assert_close(ops.iic_joint(p_b, p_a), joint)  # the heads are exchangeable
+    # hand-computed: (1/n) sum_i p_a_i p_b_i^T, symmetrised
+    outer = sum(torch.outer(p_a[i], p_b[i]) for i in range(n)) / n
+    torch.testing.assert_close(joint, (outer + outer.T) / 2)
+
+
+@given(shapes, st.floats(0.05, 3.0))
+def test_iic_mi_between_zero_and_log_k(shape, temperature):
+    seed, n, k = shape
+    p_a, p_b = _assignments(seed, n, k, temperature), _assignments(seed + 7, n, k, temperature)
+    mi = ops.iic_mutual_information(p_a, p_b).item()
+    assert -1e-12 <= mi <= math.log(k) + 1e-12
+    assert ops.iic_mutual_information(p_a, p_a).item() <= math.log(k) + 1e-12
+
+
+def test_iic_mi_cyclic_shift_at_k4_is_ln2():
+    # by hand: labels y uniform on 0..3, head b says y+1 mod 4. P has 1/4 at (i, i+1); symmetrised, 1/8 at
+    # (i, i+1) and (i+1, i), marginals 1/4: I = 8 * 1/8 * ln((1/8) / (1/16)) = ln 2 (= ln(k/2) for k >= 3;
+    # the unsymmetrised joint would give ln 4). The claim holds.
+    eye = torch.eye(4, dtype=torch.float64).repeat(5, 1)
+    shifted = eye.roll(1, dims=1)
+    assert ops.iic_mutual_information(eye, shifted).item() == pytest.approx(math.log(2), abs=1e-12)
+    assert ops.iic_mutual_information(eye, eye).item() == pytest.approx(math.log(4), abs=1e-12)
+
+
+@given(st.integers(1, 5))
+def test_iic_mi_pair_swap_is_ln_k(half):
+    k = 2 * half
+    eye = torch.eye(k, dtype=torch.float64).repeat(3, 1)
+    swap = torch.arange(k).view(-1, 2).flip(1).reshape(-1)  # 0<->1, 2<->3, ...: a symmetric joint
+    assert ops.iic_mutual_information(eye, eye[:, swap]).item() == pytest.approx(math.log(k), abs=1e-12)
+
+
+@given(shapes)
+def test_iic_mi_invariant_under_common_column_permutation(shape):
+    seed, n, k = shape
+    p_a, p_b = _assignments(seed, n, k), _assignments(seed + 3, n, k)
+    perm = torch.as_tensor(np.random.default_rng(seed).permutation(k))
+    torch.testing.assert_close(ops.iic_mutual_information(p_a[:, perm], p_b[:, perm]), ops.iic_mutual_information(p_a, p_b))
+
+
+gauss = st.tuples(st.integers(0, 10_000), st.integers(1, 12), st.integers(1, 6))
+
+
+@given(gauss)
+def test_gaussian_kl_nonnegative_zero_at_standard_and_closed_form(shape):
+    seed, n, d = shape
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(n, d, generator=g, dtype=torch.float64) * 2
+    sigma = torch.exp(torch.randn(n, d, generator=g, dtype=torch.float64))
+    kl = ops.gaussian_kl(mu, sigma, reduction="none")
+    assert kl.shape == (n,) and torch.all(kl >= 0)
+    # closed form, written out per dimension: log(1/sigma) + (sigma^2 + mu^2)/2 - 1/2
+    expected = (torch.log(1 / sigma) + (sigma**2 + mu**2) / 2 - 0.5).sum(1)
+    torch.testing.assert_close(kl, expected)
+    torch.testing.assert_close(ops.gaussian_kl(mu, sigma), expected.mean())
+    zero = ops.gaussian_kl(torch.zeros(n, d, dtype=torch.float64), torch.ones(n, d, dtype=torch.float64), "none")
+    assert torch.equal(zero, torch.zeros(n, dtype=torch.float64))
+    # torch.distributions agrees (an independent implementation)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, sigma), torch.distributions.Normal(0.0, 1.0)).sum(1)
+    torch.testing.assert_close(kl, ref)
+
+
+@settings(max_examples=5)
+@given(st.integers(0, 1000))
+def test_gaussian_kl_matches_monte_carlo_within_one_percent(seed):
+    g = torch.Generator().manual_seed(seed)
+    d = 3
+    mu = 1.0 + torch.rand(d, generator=g, dtype=torch.float64)  # KL >= 1.5: a relative tolerance is meaningful
+    sigma = 0.5 + torch.rand(d, generator=g, dtype=torch.float64)
+    eps = torch.randn(400_000, d, generator=g, dtype=torch.float64)
+    z = mu + sigma * eps  # eq. (11)
+    log_p = (-0.5 * eps**2 - torch.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(1)
+    log_q = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(1)
+    mc = (log_p - log_q).mean().item()  # E_eps log p(z|x)/q(z), eq. (12)
+    assert mc == pytest.approx(ops.gaussian_kl(mu, sigma).item(), rel=0.01)
+
+
+def test_gaussian_kl_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        ops.gaussian_kl(torch.zeros(3, 2), torch.ones(3, 3))

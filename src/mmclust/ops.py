@@ -24,8 +24,10 @@ __all__ = [
     "cluster_size_regularizer",
     "align_clusters",
     "iic_mutual_information",
+    "iic_joint",
     "sinkhorn",
     "squared_distances",
+    "gaussian_kl",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -161,17 +163,27 @@ def align_clusters(q_a: torch.Tensor, q_b: torch.Tensor) -> torch.Tensor:
 def iic_mutual_information(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
     """Mutual information of the paired cluster assignments, IIC (Ji et al. 2019) eq. (3); DMIM eq. (2).
 
-    The joint ``P = (1/n) sum_i p_a_i p_b_i^T`` is symmetrised, ``(P + P^T)/2``, because the two
-    heads are exchangeable; ``I = sum P_ij (log P_ij - log P_i - log P_j)``. Returns I (maximise it;
-    the loss is ``-I``). It is ln k for a perfect one-to-one joint and 0 for independent heads.
+    ``P`` is the symmetrised joint of :func:`iic_joint`; ``I = sum P_ij (log P_ij - log P_i - log P_j)``.
+    Returns I (maximise it; the loss is ``-I``). It is ln k for a perfect one-to-one joint and 0 for
+    independent heads; always in ``[0, ln k]``.
     """
-    _check_assignment_pair(p_a, p_b, "iic_mutual_information")
-    joint = p_a.T @ p_b / p_a.shape[0]
-    joint = 0.5 * (joint + joint.T)
-    joint = joint / joint.sum()
+    joint = iic_joint(p_a, p_b)
     marg_i = joint.sum(1, keepdim=True)
     marg_j = joint.sum(0, keepdim=True)
     return (joint * (_safe_log(joint) - _safe_log(marg_i) - _safe_log(marg_j))).sum()
+
+
+def iic_joint(p_a: torch.Tensor, p_b: torch.Tensor) -> torch.Tensor:
+    """Joint distribution of two paired ``(n, k)`` assignments, IIC (Ji et al. 2019) eq. (3); DMIM Section Optimization.
+
+    ``P = (1/n) sum_i p_a_i p_b_i^T`` (the joint marginalised over the batch), symmetrised ``(P + P^T)/2``
+    because the two heads are exchangeable, and renormalised to sum to 1 (rounding). A ``(k, k)`` matrix:
+    symmetric, non-negative, summing to 1; swapping ``p_a`` and ``p_b`` leaves it unchanged.
+    """
+    _check_assignment_pair(p_a, p_b, "iic_joint")
+    joint = p_a.T @ p_b / p_a.shape[0]
+    joint = 0.5 * (joint + joint.T)
+    return joint / joint.sum()
 
 
 def sinkhorn(scores: torch.Tensor, n_iter: int = 3, epsilon: float = 0.05) -> torch.Tensor:
@@ -222,3 +234,20 @@ def l1_cycle(z: torch.Tensor, z_back: torch.Tensor, reduction: str = "mean") -> 
     if z.shape != z_back.shape or z.dim() != 2:
         raise ValueError(f"l1_cycle: need two (n, d) tensors of one shape, got {tuple(z.shape)} and {tuple(z_back.shape)}")
     return _reduce((z - z_back).abs().sum(1), reduction)
+
+
+def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """KL(N(mu, diag sigma^2) || N(0, I)) per row, summed over dimensions; DMIM eq. (12) with q(z) = N(0, I).
+
+    ``KL = 1/2 sum_d (sigma_d^2 + mu_d^2 - 1 - 2 log sigma_d)`` (closed form; Kingma & Welling 2014,
+    appendix B). ``sigma`` is the standard deviation (> 0), not the variance. It is the exact expectation
+    over the reparameterisation noise of ``log p(z|x) - log q(z)`` at ``z = mu + sigma * eps`` (eq. 11), so it
+    carries no Monte Carlo noise. Non-negative, and 0 exactly at ``mu = 0, sigma = 1``. ``mu`` and ``sigma``
+    are ``(n, d)`` (or ``(d,)`` for one distribution, which returns a scalar whatever ``reduction``).
+    """
+    if mu.shape != sigma.shape:
+        raise ValueError(f"gaussian_kl: shapes differ, {tuple(mu.shape)} vs {tuple(sigma.shape)}")
+    per_dim = 0.5 * (sigma * sigma + mu * mu - 1.0) - _safe_log(sigma)
+    if mu.dim() == 1:
+        return per_dim.sum().clamp_min(0.0)
+    return _reduce(per_dim.sum(-1).clamp_min(0.0), reduction)
