@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from mmclust.data import MultiModalDataset, incomplete, make_multiview_blobs
+from mmclust.data import MultiModalDataset, incomplete, make_multiview_blobs, mixed_modal
 from mmclust.methods import METHODS, KMeansBaseline
 from mmclust.metrics import acc
 
@@ -26,13 +26,19 @@ FAST = {
     "cigit_c": dict(latent_dim=6, image_hidden=(16,), text_hidden=(8,), generator12_hidden=(16,), generator21_hidden=(16,),
                     discriminator1_hidden=8, discriminator2_hidden=8, noise_dim=8, batch_size=32, max_epochs=2,
                     pretrain_epochs=2, gan_pretrain_epochs=1, kmeans_n_init=2, device="cpu"),
+    "dm2c": dict(latent_dim=8, image_hidden=(16,), text_hidden=(16,), generator_hidden=(16,), critic_hidden=8, batch_size=32,
+                 max_epochs=3, pretrain_epochs=5, kmeans_n_init=2, device="cpu"),
+    "dmim": dict(width=16, lr=5e-3, max_epochs=12, device="cpu"),
 }
 # Methods that train on data with missing views are checked on such data (their rows go missing label-blindly).
 INCOMPLETE = {"cigit_c"}
+MIXED_MODAL = {"dm2c"}  # every sample keeps one view
 
 
 def _data(method: str) -> MultiModalDataset:
     ds = make_multiview_blobs(120, K, dims={"image": 10, "text": 8}, view_noise={"text": 0.5}, seed=4)
+    if method in MIXED_MODAL:
+        return mixed_modal(ds, seed=1)
     return incomplete(ds, 0.3, seed=1) if method in INCOMPLETE else ds
 
 
