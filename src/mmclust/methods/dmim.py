@@ -42,7 +42,10 @@ Choices where the paper is silent (each also noted at its parameter):
   ``fit``; a modality already at or below 100 dimensions (the ``dmim_*`` files are the authors' 100-d
   features) is left as it is. The shared encoder takes one input width, so a narrower modality is
   zero-padded on the right to the widest one (e.g. ``wiki_sift_lda``: text 10-d padded to the image's 100).
-  The padded inputs are constant zero, so the first Linear layer simply ignores them.
+  The padded inputs are constant zero, so the first Linear layer simply ignores them. Measured on
+  ``wiki_sift_lda`` (seed 0, paper settings, evaluation only): the text head on the padded 10-d LDA view
+  reaches ACC 0.63 while the image head, which gives ``labels_``, stays at 0.17; k-means on the SIFT view
+  alone gets 0.17 too. The weak image view, not the padding, keeps DMIM near chance there.
 * **Ablations** (Table 3): "Without Over" drops C' (``overcluster=False``), "Without SIE" drops eq. (12)
   (``sie=False``), "Without Over and SIE" keeps "only I(Z1; Z2)", so it also drops the uniform term. Whether
   the paper kept the uniform term in the two single ablations is not stated; it is kept here (Table 3's
