@@ -54,6 +54,21 @@ def test_half_width_is_the_student_t_interval():
     assert a.half_width == pytest.approx(expected) and a.mean == pytest.approx(np.mean(vals))
 
 
+def test_non_finite_metrics_count_as_failed_runs():
+    a = V.assess(0.5, [0.5, 0.51, 0.49] + [float("nan")] * 4)
+    assert (a.verdict, a.n, a.failed) == ("unstable", 3, 4)
+
+
+def test_runs_to_decide_is_fast_and_bounded():
+    a = V.assess(0.5, [0.52999, 0.53001, 0.53])  # mean a hair from the band edge: would need millions of runs
+    assert a.verdict == "inconclusive" and a.runs_to_decide is None
+    b = V.assess(0.7812, [0.62, 0.78, 0.94])
+    k = b.runs_to_decide
+    assert k is not None and V._t(k) * b.std / math.sqrt(k) < b.band - abs(b.mean - 0.7812)
+    assert V._t(k - 1) * b.std / math.sqrt(k - 1) >= b.band - abs(b.mean - 0.7812)  # the smallest such count
+    assert V.assess(0.5, [0.5]).runs_to_decide is None  # one run: the spread is unknown
+
+
 def test_mean_on_the_band_edge_can_never_be_decided():
     a = V.assess(0.5, [0.52, 0.53, 0.54])  # mean 0.53 = p + band: no interval can fit inside or outside
     assert a.verdict == "inconclusive" and a.runs_to_decide is None
@@ -116,6 +131,7 @@ def test_greater_claim_from_paired_differences():
     # the worst comparison decides; failures make it unstable unless a comparison already fails
     assert V.greater_claim_outcome([[0.10, 0.12, 0.11], [-0.10, -0.12, -0.11]], 0.02) == "fails"
     assert V.greater_claim_outcome([[0.10, 0.12, 0.11]], 0.02, failed=3, total=6) == "unstable"
+    assert V.greater_claim_outcome([[-0.10, -0.12, -0.11]], 0.02, failed=7, total=10) == "unstable"  # whatever the rest say
 
 
 @given(st.lists(st.floats(-0.5, 0.5), min_size=3, max_size=10), st.floats(0, 0.1))
@@ -131,6 +147,9 @@ def test_decreasing_claim_from_paired_steps():
     assert V.decreasing_claim_outcome([[-0.05, -0.06, -0.04], [0.10, 0.11, 0.09]], 0.02) == "fails"
     assert V.decreasing_claim_outcome([[-0.05, 0.2, -0.3]], 0.02) == "inconclusive"
     assert V.decreasing_claim_outcome(falls, 0.02, failed=5, total=9) == "unstable"
+    assert V.decreasing_claim_outcome([[0.0, 0.0, 0.0]], 0.01) == "level"  # flat is not falling
+    assert V.decreasing_claim_outcome([[0.009, 0.009, 0.009]], 0.01) == "level"  # rising within the tolerance
+    assert V.decreasing_claim_outcome([[-0.009, -0.008, -0.0095]], 0.01) == "level"  # falling, but not by more
 
 
 @given(frac, st.lists(st.floats(0.0, 1.0), min_size=3, max_size=8), std)

@@ -64,8 +64,9 @@ def train_test_split(ds: MultiModalDataset, test_size: float | int | None = None
     Either a fixed split (``test_index``: the row indices of the test set, e.g. the one shipped in
     ``wiki_roph.mat``) or a random split, seeded, with ``test_size`` a fraction in (0, 1) or a number of rows
     (CIGIT-C's BDGP: 500 of 2,500). With labels the split is stratified: each class gives its share of the test
-    rows (largest-remainder rounding, so the total is exact), so no class vanishes from either side. The labels
-    serve only to draw the split, never a method's fit. Without labels the rows are drawn uniformly.
+    rows (largest-remainder rounding, so the total is exact); a class too small for a share of its own can be
+    absent from one side (the runner still tells the method the whole data set's k). The labels serve only to
+    draw the split, never a method's fit. Without labels the rows are drawn uniformly.
     """
     n = ds.n_samples
     if test_index is not None:

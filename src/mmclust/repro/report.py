@@ -42,7 +42,8 @@ def configuration_runs(store: ResultStore, method, variant, dataset, protocol, m
     (parameters, data sha256, code fingerprint, split) is the one the current code gives: one configuration,
     never a mix. ``failed``: failed runs of that configuration. ``other``: groups of runs of the current code
     made with overrides (e.g. fewer epochs), each ``{overrides, rows, failed}``, shown apart with no verdict.
-    ``stale``: finished runs from other code, data or defaults, which nothing uses.
+    ``stale``: finished runs from other code, data or defaults, which nothing uses. ``unfinished``: runs of the
+    configuration still marked running (in progress, or killed mid-run: a resumed sweep reruns them).
     """
     rows = store.query(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=missing_rate)
     rows = [r for r in rows if (missing_rate is not None or r["missing_rate"] is None) and r.get("split") == split]
@@ -57,12 +58,16 @@ def configuration_runs(store: ResultStore, method, variant, dataset, protocol, m
             group["overrides"] = r["overrides"]
             if r["status"] == "done":
                 group["rows"].append(r)
-            else:
-                group["failed"] += 1
+            group["failed"] += _failures(r)
         else:
             stale += 1
-    return {"rows": [r for r in primary if r["status"] == "done"], "failed": sum(r["status"] == "failed" for r in primary),
-            "other": list(other.values()), "stale": stale}
+    return {"rows": [r for r in primary if r["status"] == "done"], "failed": sum(_failures(r) for r in primary),
+            "unfinished": sum(r["status"] == "running" for r in primary), "other": list(other.values()), "stale": stale}
+
+
+def _failures(row) -> int:
+    """Failed attempts of a run: its recorded count (a retried run keeps its failures), else 1 for a failed row."""
+    return max(int(row.get("failures") or 0), 1 if row["status"] == "failed" else 0)
 
 
 def _values(rows, metric) -> list[float]:
@@ -166,7 +171,7 @@ def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | No
         got = configuration_runs(store, *row["config"])
         vals = _values(got["rows"], c.store_metric)
         row["mean"], row["std"] = _stats(vals)
-        row.update(n=len(vals), failed=got["failed"], wall_time_s=_mean_wall(got["rows"]))
+        row.update(n=len(vals), failed=got["failed"], wall_time_s=_mean_wall(got["rows"]), unfinished=got["unfinished"])
         row["device"] = ", ".join(sorted({r["device"] for r in got["rows"] if r["device"]}))
         if c.value is None:
             row["verdict"] = "unreadable"
@@ -178,6 +183,8 @@ def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | No
             a = assess(c.value, vals, c.std, c.resolution, failed=got["failed"])
             row["verdict"], row["assessment"] = a.verdict, a
             row["detail"] = _assessment_note(a)
+            if got["unfinished"]:
+                row["detail"] += f"; {got['unfinished']} runs still marked running (in progress, or killed: rerun the sweep)"
     else:
         why = absent_by_cfg.get(cfg)
         row["verdict"] = why["why"] if why else "data_absent"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError, apply_protocol, apply_split, parse_split
+from ..data import DataError, MultiModalDataset, apply_protocol, apply_split, parse_split
 from ..data import registry as _registry
 from ..data.protocols import PROTOCOLS
 from ..metrics import evaluate, nmi
@@ -80,8 +80,15 @@ class RunSpec:
                 raise DataError(f"protocol 'incomplete' needs --missing-rate in [0, 1], got {self.missing_rate}")
         elif self.missing_rate is not None:
             raise DataError(f"missing_rate only applies to protocol 'incomplete', not {self.protocol!r}")
-        if parse_split(self.split) == "dataset" and not _registry.get_spec(self.dataset).fixed_split:
+        split = parse_split(self.split)
+        if split == "dataset" and not _registry.get_spec(self.dataset).fixed_split:
             raise DataError(f"split 'dataset': {self.dataset!r} ships no train/test split of its own")
+        if split is not None and split != "dataset":
+            n = _registry.get_spec(self.dataset).n_samples
+            key, _, value = split.partition("=")
+            n_test = int(value) if key == "test" else round(float(value) * n)
+            if not 1 <= n_test < n:
+                raise DataError(f"split {split!r}: {n_test} test rows out of {self.dataset!r}'s {n} leave no train or no test rows")
         if parse_split(self.split) is not None and not hasattr(cls, "predict"):
             raise DataError(f"method {self.method!r} has no predict, so it cannot be scored on held-out rows")
         self.resolved_params()
@@ -218,8 +225,10 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         if "verbose" in params:
             params["verbose"] = not quiet
         estimator = spec.method_class()(**params)
-        # the method sees features and k only: labels cannot reach fit, whatever the method does
-        estimator.fit(train.without_labels())
+        # the method sees features and k only: labels cannot reach fit, whatever the method does; k is the whole
+        # data set's, even if a tiny class has no row among the training rows
+        estimator.fit(MultiModalDataset(views=train.views, labels=None, present=train.present, name=train.name,
+                                        class_names=ds.class_names))
         metrics = score(train.labels, estimator.labels_)
         if test is not None:
             metrics = {**score(test.labels, estimator.predict(test.without_labels())), "train": metrics}

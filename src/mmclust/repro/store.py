@@ -46,12 +46,13 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at   REAL,
     split         TEXT,
     config_id     TEXT,
-    code_version  TEXT
+    code_version  TEXT,
+    failures      INTEGER  -- failed attempts of this run so far (a retry that succeeds keeps its history)
 );
 CREATE INDEX IF NOT EXISTS runs_cell ON runs (method, variant, dataset, protocol, missing_rate);
 """
 # columns added after the first release: (name, SQL type), added to older stores on opening
-_ADDED_COLUMNS = (("split", "TEXT"), ("config_id", "TEXT"), ("code_version", "TEXT"))
+_ADDED_COLUMNS = (("split", "TEXT"), ("config_id", "TEXT"), ("code_version", "TEXT"), ("failures", "INTEGER"))
 _FILTERS = ("method", "variant", "dataset", "protocol", "missing_rate", "seed", "status", "split", "config_id")
 
 _JSON_COLUMNS = ("overrides", "params", "metrics", "history", "environment")
@@ -117,10 +118,11 @@ class ResultStore:
         with self._connect() as conn:
             cur = conn.execute(
                 """UPDATE runs SET status=?, metrics=?, history=?, wall_time_s=?, peak_cpu_mb=?, peak_cuda_mb=?, device=?,
-                       environment=?, git_sha=?, error=?, failed_epoch=?, finished_at=? WHERE run_id=?""",
+                       environment=?, git_sha=?, error=?, failed_epoch=?, finished_at=?,
+                       failures = COALESCE(failures, 0) + (CASE WHEN ? = 'failed' THEN 1 ELSE 0 END) WHERE run_id=?""",
                 (status, json.dumps(metrics) if metrics is not None else None,
                  json.dumps(history) if history is not None else None, wall_time_s, peak_cpu_mb, peak_cuda_mb, device,
-                 json.dumps(environment or {}), git_sha, error, failed_epoch, time.time(), run_id),
+                 json.dumps(environment or {}), git_sha, error, failed_epoch, time.time(), status, run_id),
             )
             if cur.rowcount != 1:
                 raise KeyError(f"finish: no started run {run_id}")
