@@ -65,3 +65,12 @@ def check_verdict(cell, got, label: str):
         more = f"; about {a.runs_to_decide} runs would decide" if a.runs_to_decide else "; no number of runs can decide"
         pytest.xfail("inconclusive: " + msg + more)
     assert a.verdict == "reproduced", msg
+
+
+def check_claim(outcome: str, msg: str):
+    """A claim on the paper's own data: passes on ``holds``; fails on ``fails`` / ``unstable``; xfail otherwise."""
+    print(msg + f" -> {outcome}")
+    if outcome in ("fails", "unstable"):
+        pytest.fail(f"{msg} -> {outcome}")
+    if outcome != "holds":
+        pytest.xfail(f"{msg} -> {outcome}")

@@ -172,3 +172,67 @@ def test_a_split_run_fits_on_train_rows_and_scores_test_rows(tmp_path):
                                                 missing_rate=0.3, seed=1))
     row = store.get(res["run_id"])
     assert row["split"] == "test=150" and row["config_id"] and row["code_version"]
+
+
+class _RefusesLabels(MultiModalClusterer):
+    """A method that fails loudly if the runner lets labels reach fit."""
+
+    VARIANTS = {"full": {}}
+
+    def __init__(self, n_clusters=None, random_state=None):
+        self.n_clusters = n_clusters
+        self.random_state = random_state
+
+    def fit(self, ds):
+        assert ds.labels is None, "the runner passed labels to fit"
+        self.labels_ = KMeansBaseline(n_clusters=self._n_clusters(ds), random_state=0).fit(ds).labels_
+        self.history_ = []
+        self.fitted_dims_ = dict(ds.dims)
+        self._km = KMeansBaseline(n_clusters=self._n_clusters(ds), random_state=0).fit(ds)
+        return self
+
+    def predict(self, ds):
+        assert ds.labels is None, "the runner passed labels to predict"
+        return self._km.predict(ds)
+
+
+@pytest.mark.parametrize("split", [None, "test=150"])
+def test_the_runner_never_shows_labels_to_a_method(tmp_path, monkeypatch, split):
+    monkeypatch.setitem(METHODS, "refuses_labels", _RefusesLabels)
+    res = execute_run(RunSpec("refuses_labels", "synthetic", seed=0, split=split), store=ResultStore(tmp_path / "r.db"))
+    assert res["status"] == "done", res["error"]
+
+
+def test_a_failure_survives_a_successful_retry(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.db")
+    monkeypatch.setitem(METHODS, "kmeans", _FailsForLateSeeds)
+    spec = RunSpec("kmeans", "synthetic", protocol="incomplete", missing_rate=0.1, seed=5)
+    assert execute_run(spec, store=store)["status"] == "failed"
+    row = store.get(run_id_of(spec))
+    assert row["failures"] == 1
+    store.start(row["run_id"], {**spec.identity(), "config_id": row["config_id"]})  # the retry of that run
+    store.finish(row["run_id"], status="done", metrics={"acc": 0.9})
+    again = store.get(row["run_id"])
+    assert again["status"] == "done" and again["failures"] == 1
+    assert report._failures(again) == 1
+
+
+def test_an_old_store_is_upgraded_and_its_rows_are_stale(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the schema before split / config_id / code_version / failures
+        conn.executescript("""CREATE TABLE runs (run_id TEXT PRIMARY KEY, method TEXT NOT NULL, variant TEXT NOT NULL,
+            dataset TEXT NOT NULL, protocol TEXT NOT NULL, missing_rate REAL, seed INTEGER NOT NULL, overrides TEXT NOT NULL,
+            params TEXT NOT NULL, data_sha256 TEXT, status TEXT NOT NULL, metrics TEXT, history TEXT, wall_time_s REAL,
+            peak_cpu_mb REAL, peak_cuda_mb REAL, device TEXT, environment TEXT, git_sha TEXT, error TEXT, failed_epoch INTEGER,
+            started_at REAL, finished_at REAL);""")
+        for s in range(5):
+            conn.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                         (f"old{s}", "kmeans", "concat", "synthetic", "incomplete", 0.1, s, "{}", "{}", None, "done",
+                          '{"acc": 0.9}', None, 1.0, None, None, "cpu", "{}", "x", None, None, 0.0, 1.0))
+    store = ResultStore(path)
+    cols = {r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(runs)")}
+    assert {"split", "config_id", "code_version", "failures"} <= cols
+    got = configuration_runs(store, "kmeans", "concat", "synthetic", "incomplete", 0.1)
+    assert got["rows"] == [] and got["stale"] == 5
