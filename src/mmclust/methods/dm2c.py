@@ -44,7 +44,7 @@ Reading of the paper, where it is silent or inconsistent (each also noted at its
   the critics' weights are clipped into [-c, c] once at the start, so they satisfy the constraint throughout.
 * **Pre-training** (Alg. 1 l.1): each auto-encoder on its own rows with eq. (1), Adam (the official code's
   pre-training optimiser; the paper names none), ``pretrain_epochs = 200`` (the official README's pre-training
-  commands; the issue quoted 150, which we could not find in the code), ``pretrain_lr = 1e-3`` (the paper's
+  commands, ``--n_epochs 200``), ``pretrain_lr = 1e-3`` (the paper's
   auto-encoder rate; the README pre-trains images at 1e-4 and texts at 1e-5). ``nets.pretrain_autoencoders``
   takes the element mean of eq. (1)'s squared error: the same minimiser, and Adam's steps do not depend on
   the loss's scale.
