@@ -178,6 +178,19 @@ def test_each_step_moves_only_its_own_player(data):
             assert _same(before[other], after[other]) == (other != player), (player, other)
 
 
+def test_elementwise_switch_reaches_both_losses(data):
+    """Same networks, same batch: per-sample norms are element means times the row's width (eqs. 1-2)."""
+    x_a, x_b = _batch(data)
+    norms, means = _fresh(data), _fresh(data, elementwise=True)  # identical after pre-training
+    rec_n = norms._ae_step(x_a, x_b, norms._optimizers()[0])["rec_a"].item()
+    rec_m = means._ae_step(x_a, x_b, means._optimizers()[0])["rec_a"].item()
+    assert rec_n == pytest.approx(rec_m * x_a.shape[1], rel=1e-5)
+    norms, means = _fresh(data), _fresh(data, elementwise=True)
+    cyc_n = norms._generator_step(x_a, x_b, norms._optimizers()[2])["cyc_b"].item()
+    cyc_m = means._generator_step(x_a, x_b, means._optimizers()[2])["cyc_b"].item()
+    assert cyc_n == pytest.approx(cyc_m * TINY["latent_dim"], rel=1e-5)
+
+
 def test_history_counts_give_n_critic_per_generator_step(data):
     m = DM2C(random_state=0, **{**TINY, "n_critic": 3, "max_epochs": 2}).fit(data)
     assert len(m.history_) == 2 and m.n_epochs_ == 2
