@@ -184,7 +184,7 @@ def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | No
             row["verdict"], row["assessment"] = a.verdict, a
             row["detail"] = _assessment_note(a)
             if got["unfinished"]:
-                row["detail"] += f"; {got['unfinished']} runs still marked running (in progress, or killed: rerun the sweep)"
+                row["detail"] += f"; {got['unfinished']} run(s) still marked running (in progress, or killed: rerun the sweep)"
     else:
         why = absent_by_cfg.get(cfg)
         row["verdict"] = why["why"] if why else "data_absent"
@@ -206,7 +206,7 @@ def _assessment_note(a) -> str:
     if a.n < MIN_RUNS:
         return f"fewer than {MIN_RUNS} successful runs"
     decide = (f"about {a.runs_to_decide} runs at this spread would decide" if a.runs_to_decide
-              else "no number of runs can decide: the mean sits at the band's edge")
+              else "no practical number of runs can decide: the mean sits at or near the band's edge")
     return f"{ci}; {decide}"
 
 
