@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix, pair_confusion_matrix
 
-__all__ = ["acc", "nmi", "ari", "f_score", "purity", "evaluate", "METRICS", "NMI_AVERAGES"]
+__all__ = ["acc", "nmi", "ari", "f_score", "purity", "evaluate", "score", "METRICS", "NMI_AVERAGES"]
 
 NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
 
@@ -102,3 +102,10 @@ def evaluate(y_true, y_pred, nmi_average: str = "arithmetic") -> dict[str, float
         "f_score": f_score(y_true, y_pred),
         "purity": purity(y_true, y_pred),
     }
+
+
+def score(y_true, y_pred) -> dict[str, float]:
+    """What a run stores: the five metrics (arithmetic NMI) and ``nmi_geometric`` (the normaliser some papers use)."""
+    out = evaluate(y_true, y_pred)
+    out["nmi_geometric"] = nmi(y_true, y_pred, average_method="geometric")
+    return out

@@ -38,3 +38,14 @@ def test_errors():
         get_method("nope")
     with pytest.raises(TypeError, match="MultiModalDataset"):
         KMeansBaseline().fit(np.zeros((3, 2)))
+
+
+def test_predict_refuses_views_in_another_order():
+    """Equal widths would hide a swap: the fitted order is part of what predict checks."""
+    from mmclust.data import MultiModalDataset, make_multiview_blobs
+
+    ds = make_multiview_blobs(60, 3, dims={"image": 5, "text": 5}, seed=0)
+    km = KMeansBaseline(n_clusters=3, random_state=0).fit(ds)
+    swapped = MultiModalDataset(views={"text": ds.views["text"], "image": ds.views["image"]}, labels=None)
+    with pytest.raises(DataError, match="in that order"):
+        km.predict(swapped)

@@ -91,7 +91,7 @@ def test_fingerprint_follows_what_a_method_uses_and_ignores_docstrings(monkeypat
         t, d, i, p = original(name)
         if True:
             d = dict(d)
-            d["kl_divergence"] = edit(d["kl_divergence"])
+            d["kl_divergence"] = [edit(n) for n in d["kl_divergence"]]
         return t, d, i, p
 
     def fingerprint_with(edit):

@@ -12,7 +12,7 @@ import numpy as np
 from .dataset import DataError, MultiModalDataset
 
 __all__ = ["paired", "incomplete", "mixed_modal", "train_test_split", "parse_split", "apply_split", "PROTOCOLS",
-           "apply_protocol"]
+           "apply_protocol", "protocol_rows"]
 
 
 def paired(ds: MultiModalDataset, seed: int | None = None) -> MultiModalDataset:
@@ -167,3 +167,12 @@ def apply_protocol(ds: MultiModalDataset, protocol: str, seed: int, missing_rate
     if protocol == "mixed_modal":
         return mixed_modal(ds, seed)
     raise DataError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+
+
+def protocol_rows(ds: MultiModalDataset, protocol: str, seed: int, missing_rate: float | None = None, split=None,
+                  fixed_test_index=None):
+    """``(train, test)`` rows of one run: the missing-view protocol on every row first, then the split, both drawn
+    from the run's ``seed`` (``test`` is None without a split). The runner's one entry point, so that a change to
+    how a run's rows are drawn changes the code identity of every run."""
+    return apply_split(apply_protocol(ds, protocol, seed=seed, missing_rate=missing_rate), split, seed=seed,
+                       fixed_test_index=fixed_test_index)

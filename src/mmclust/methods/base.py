@@ -62,8 +62,10 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
         dims = getattr(self, "fitted_dims_", None)
         if dims is None:
             raise DataError(f"{type(self).__name__} is not fitted yet: call fit before predict")
-        if dict(ds.dims) != dims:
-            raise DataError(f"{ds.name}: predict needs the views the model was fitted on, {dims}; got {dict(ds.dims)}")
+        # in the fitted order too: methods read "the first view" as the image, and equal widths would hide a swap
+        if list(ds.dims.items()) != list(dims.items()):
+            raise DataError(f"{ds.name}: predict needs the views the model was fitted on, in that order, {dims}; "
+                            f"got {dict(ds.dims)}")
         return ds
 
 

@@ -7,7 +7,10 @@ What is hashed is the code a result depends on, at the level of top-level defini
 method's class, every function, class or constant it names is followed, within its own module and through
 imports into other mmclust modules, transitively. Each definition is hashed as its syntax tree without
 docstrings. So editing a function CIGIT-C calls starts new CIGIT-C runs; adding a function to ``ops`` for
-another method, or rewording a docstring or comment, does not. The runner's own steps that shape a result
+another method, or rewording a docstring or comment, does not. Followed: plain names, attribute chains
+(``ops.kl_divergence``, ``mmclust.ops.kl_divergence``), imports anywhere in a module, definitions inside
+top-level ``if`` / ``try`` blocks, and every statement that rebinds a module-level name. Not followed: names
+built at run time (``getattr(ops, name)``); methods must not look code up that way. The runner's own steps that shape a result
 (loading data, the missing-view and split protocols, the metrics) are always included whole: ``mmclust.data``
 and ``mmclust.metrics``. The harness (``mmclust.repro``, ``mmclust.cli``) is not: a change to the report or
 the command line keeps every stored run.
@@ -28,9 +31,24 @@ ALWAYS = ("mmclust.data", "mmclust.data.dataset", "mmclust.data.protocols", "mmc
 _EXCLUDED = ("mmclust.repro", "mmclust.cli")
 
 
+def _top_level(body):
+    """Top-level statements, looking inside top-level ``if`` / ``try`` / ``with`` blocks (conditional definitions)."""
+    for node in body:
+        if isinstance(node, (ast.If, ast.With)):
+            yield from _top_level(node.body + getattr(node, "orelse", []))
+        elif isinstance(node, ast.Try):
+            yield from _top_level(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
+        else:
+            yield node
+
+
 @functools.lru_cache(maxsize=128)
 def _module(name: str):
-    """``(tree, {top-level name: node}, {imported name: (module, attr or None)}, package)`` or None."""
+    """``(tree, {top-level name: [nodes]}, {imported name: (module, attr or None)}, package)`` or None.
+
+    A name bound more than once at the top level (``SCALE = 2.0`` then ``SCALE *= 1.5``, ``TABLE["a"] = 5``)
+    keeps every statement that binds or changes it, in order.
+    """
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -41,14 +59,14 @@ def _module(name: str):
         tree = ast.parse(fh.read())
     package = name if spec.submodule_search_locations is not None else name.rpartition(".")[0]
     defs, imports = {}, {}
-    for node in tree.body:
+    for node in _top_level(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defs[node.name] = node
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            defs.setdefault(node.name, []).append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 for t in ast.walk(target):
                     if isinstance(t, ast.Name):
-                        defs[t.id] = node
+                        defs.setdefault(t.id, []).append(node)
     for node in ast.walk(tree):  # imports anywhere, function-local ones too
         if isinstance(node, ast.ImportFrom):
             base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
@@ -94,15 +112,33 @@ def _resolve(module: str, name: str) -> list[tuple[str, str | None]]:
     return []
 
 
-def _names_used(node: ast.AST) -> tuple[set[str], set[tuple[str, str]]]:
-    """Plain names, and ``(name, attribute)`` pairs such as ``ops.kl_divergence``."""
-    names, attrs = set(), set()
+def _names_used(node: ast.AST) -> set[tuple[str, ...]]:
+    """Every name chain used: ``("x",)`` for a name, ``("mmclust", "ops", "kl_divergence")`` for an attribute chain."""
+    chains = set()
     for n in ast.walk(node):
         if isinstance(n, ast.Name):
-            names.add(n.id)
-        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name):
-            attrs.add((n.value.id, n.attr))
-    return names, attrs
+            chains.add((n.id,))
+        elif isinstance(n, ast.Attribute):
+            parts, cur = [], n
+            while isinstance(cur, ast.Attribute):
+                parts.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                chains.add((cur.id, *reversed(parts)))
+    return chains
+
+
+def _follow(module: str, chain: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The definition a name chain used in ``module`` reaches (following modules along the chain), if ours."""
+    targets = _resolve(module, chain[0])
+    for attr in chain[1:]:
+        if not targets or targets[0][1] is not None:
+            break  # reached a definition: further attributes are its own (methods, fields)
+        mod = targets[0][0]
+        sub = f"{mod}.{attr}"
+        targets = [(sub, None)] if _ours(sub) and _module(sub) is not None else _resolve(mod, attr)
+    # a module named bare is not a dependency on all of it; only what is used through it is
+    return [t for t in targets if t[1] is not None]
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,18 +154,12 @@ def code_definitions(module: str, name: str | None = None) -> tuple[str, ...]:
         if info is None:
             continue
         seen.add(key)
-        tree, defs, _, _ = info
-        node = tree if key[1] is None else defs[key[1]]
         if key[1] is None:
             continue  # a whole module is hashed whole; its own uses are inside it
-        names, attrs = _names_used(node)
-        for n in names:
-            # a module named bare (`ops` in `ops.kl_divergence`) is followed through its attributes below
-            todo.extend(k for k in _resolve(key[0], n) if k not in seen and k[1] is not None)
-        for base, attr in attrs:
-            for mod, d in _resolve(key[0], base):
-                if d is None:  # `ops.kl_divergence`: follow into the module
-                    todo.extend(k for k in _resolve(mod, attr) if k not in seen)
+        _, defs, _, _ = info
+        for node in defs[key[1]]:
+            for chain in _names_used(node):
+                todo.extend(k for k in _follow(key[0], chain) if k not in seen)
     return tuple(sorted(f"{m}:{d or '*'}" for m, d in seen))
 
 
@@ -140,6 +170,6 @@ def code_fingerprint(module: str, name: str | None = None) -> str:
     for item in code_definitions(module, name):
         mod, _, d = item.partition(":")
         tree, defs, _, _ = _module(mod)
-        node = tree if d == "*" else defs[d]
-        h.update(item.encode() + b"\0" + ast.dump(_strip_docstrings(node)).encode() + b"\0")
+        for node in [tree] if d == "*" else defs[d]:
+            h.update(item.encode() + b"\0" + ast.dump(_strip_docstrings(node)).encode() + b"\0")
     return h.hexdigest()[:16]

@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError, MultiModalDataset, apply_protocol, apply_split, parse_split
+from ..data import DataError, MultiModalDataset, parse_split
 from ..data import registry as _registry
-from ..data.protocols import PROTOCOLS
-from ..metrics import evaluate, nmi
+from ..data.protocols import PROTOCOLS, protocol_rows
+from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import ResultStore
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
-           "environment_fingerprint", "score"]
+           "environment_fingerprint"]
 
 _EPOCH_PARAMS = ("max_epochs", "pretrain_epochs", "gan_pretrain_epochs")
 # Parameters that say where/how verbosely a run happens, not what it computes: not part of the identity.
@@ -216,9 +216,9 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         torch.cuda.reset_peak_memory_stats(device)
     estimator = None
     try:
-        ds = apply_protocol(_cached_dataset(spec.dataset), spec.protocol, seed=spec.seed, missing_rate=spec.missing_rate)
+        ds = _cached_dataset(spec.dataset)
         fixed = _registry.fixed_test_index(spec.dataset) if parse_split(spec.split) == "dataset" else None
-        train, test = apply_split(ds, spec.split, seed=spec.seed, fixed_test_index=fixed)
+        train, test = protocol_rows(ds, spec.protocol, spec.seed, spec.missing_rate, spec.split, fixed)
         params = spec.resolved_params()
         if "device" in params:
             params["device"] = str(device)
@@ -252,14 +252,6 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
                      device=result["device"], environment=result["environment"], git_sha=result["git_sha"],
                      error=result["error"], failed_epoch=result["failed_epoch"])
     return result
-
-
-def score(labels_true, labels_pred) -> dict:
-    """The five metrics (and NMI with the geometric normaliser, which some papers use) of one labelling."""
-    labels_pred = np.asarray(labels_pred)
-    metrics = evaluate(labels_true, labels_pred)
-    metrics["nmi_geometric"] = nmi(labels_true, labels_pred, average_method="geometric")
-    return metrics
 
 
 def _jsonable(history):
