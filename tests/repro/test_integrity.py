@@ -236,3 +236,14 @@ def test_an_old_store_is_upgraded_and_its_rows_are_stale(tmp_path):
     assert {"split", "config_id", "code_version", "failures"} <= cols
     got = configuration_runs(store, "kmeans", "concat", "synthetic", "incomplete", 0.1)
     assert got["rows"] == [] and got["stale"] == 5
+
+
+@pytest.mark.parametrize("split", ["test=100000", "test=600"])
+def test_a_split_too_large_is_a_usage_error_before_any_run(tmp_path, split):
+    """Refused by validation, so no failed rows pile up into an `unstable` cell."""
+    from mmclust.data import DataError
+
+    store = ResultStore(tmp_path / "r.db")
+    with pytest.raises(DataError, match="leaves no train or no test rows"):
+        execute_run(RunSpec("kmeans", "synthetic", variant="concat", split=split), store=store)
+    assert store.query() == []

@@ -170,8 +170,6 @@ class MultiModalDataset:
 
 def _rows_of(views, name: str) -> int:
     """Sample count of unlabelled data: the first view's rows (every view is checked against it)."""
-    if not isinstance(views, dict) or not views:
-        raise DataError(f"{name}: views must be a non-empty dict of name -> (n, d) array")
     first = np.asarray(next(iter(views.values())))
     if first.ndim != 2:
         raise DataError(f"{name}: view {next(iter(views))!r} must be 2-d (n, d), got shape {first.shape}")

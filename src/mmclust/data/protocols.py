@@ -11,8 +11,8 @@ import numpy as np
 
 from .dataset import DataError, MultiModalDataset
 
-__all__ = ["paired", "incomplete", "mixed_modal", "train_test_split", "parse_split", "apply_split", "PROTOCOLS",
-           "apply_protocol", "protocol_rows"]
+__all__ = ["paired", "incomplete", "mixed_modal", "train_test_split", "count_test_rows", "parse_split", "split_test_size",
+           "apply_split", "PROTOCOLS", "apply_protocol", "protocol_rows"]
 
 
 def paired(ds: MultiModalDataset, seed: int | None = None) -> MultiModalDataset:
@@ -78,7 +78,7 @@ def train_test_split(ds: MultiModalDataset, test_size: float | int | None = None
         if test_index.size == n:
             raise DataError(f"{ds.name}: test_index holds every row; nothing is left to train on")
     else:
-        n_test = _test_count(ds, test_size)
+        n_test = count_test_rows(n, test_size, ds.name)
         rng = np.random.default_rng(seed)
         if ds.labels is None:
             test_index = np.sort(rng.choice(n, size=n_test, replace=False))
@@ -98,19 +98,30 @@ def train_test_split(ds: MultiModalDataset, test_size: float | int | None = None
     return train, test
 
 
-def _test_count(ds: MultiModalDataset, test_size) -> int:
-    n = ds.n_samples
+def count_test_rows(n: int, test_size, name: str = "dataset") -> int:
+    """Test rows of ``n`` for a ``test_size`` given as a row count or a fraction in (0, 1); raises DataError when
+    either side would be empty."""
     if isinstance(test_size, bool) or test_size is None:
-        raise DataError(f"{ds.name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
+        raise DataError(f"{name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
     if isinstance(test_size, (int, np.integer)):
         count = int(test_size)
     elif 0.0 < float(test_size) < 1.0:
         count = int(round(float(test_size) * n))
     else:
-        raise DataError(f"{ds.name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
+        raise DataError(f"{name}: test_size must be a fraction in (0, 1) or a row count, got {test_size!r}")
     if not 1 <= count < n:
-        raise DataError(f"{ds.name}: a test set of {count} rows out of {n} leaves no train or no test rows")
+        raise DataError(f"{name}: a test set of {count} rows out of {n} leaves no train or no test rows")
     return count
+
+
+def split_test_size(split) -> int | float | None:
+    """The ``test_size`` (rows or a fraction) a split asks of :func:`train_test_split`; None for no split or for
+    the data set's own fixed split."""
+    split = parse_split(split)
+    if split is None or split == "dataset":
+        return None
+    key, _, value = split.partition("=")
+    return int(value) if key == "test" else float(value)
 
 
 def parse_split(split) -> str | None:
@@ -149,8 +160,7 @@ def apply_split(ds: MultiModalDataset, split: str | None, seed: int, fixed_test_
         if fixed_test_index is None:
             raise DataError(f"{ds.name}: split 'dataset' needs a data set that ships its own train/test split")
         return train_test_split(ds, test_index=fixed_test_index)
-    key, _, value = split.partition("=")
-    return train_test_split(ds, test_size=int(value) if key == "test" else float(value), seed=seed)
+    return train_test_split(ds, test_size=split_test_size(split), seed=seed)
 
 
 PROTOCOLS = ("paired", "incomplete", "mixed_modal")

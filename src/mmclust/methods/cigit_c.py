@@ -133,6 +133,15 @@ def conditional_noise(q_source: torch.Tensor, noise_dim: int, generator: torch.G
     return torch.cat([gauss, F.one_hot(q_source.argmax(1), k).to(q_source.dtype)], dim=1)
 
 
+def _device_views(ds: MultiModalDataset, device):
+    """``(x_img, x_txt, has_img, has_txt)`` on the device. Missing rows are replaced by zeros before they reach
+    the device and are never read afterwards: every network call indexes only the rows where that view is present."""
+    v_img, v_txt = ds.views
+    xs = [as_device_tensor(np.where(ds.present[v][:, None], ds.views[v], 0.0), device) for v in (v_img, v_txt)]
+    masks = [torch.as_tensor(ds.present[v].copy(), device=device) for v in (v_img, v_txt)]
+    return xs[0], xs[1], masks[0], masks[1]
+
+
 class _Discriminator(nn.Module):
     """D1/D2 of Table 5: Dense -> mini-batch layer -> Dense -> logit, on [code, q]."""
 
@@ -280,13 +289,7 @@ class CIGITC(MultiModalClusterer):
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)
         gen = torch_generator(seed, device)
-        v_img, v_txt = ds.views
-        # Missing rows are replaced by zeros before they reach the device and are never read afterwards:
-        # every network call below indexes only the rows where that view is present.
-        x_img = as_device_tensor(np.where(ds.present[v_img][:, None], ds.views[v_img], 0.0), device)
-        x_txt = as_device_tensor(np.where(ds.present[v_txt][:, None], ds.views[v_txt], 0.0), device)
-        has_img = torch.as_tensor(ds.present[v_img].copy(), device=device)
-        has_txt = torch.as_tensor(ds.present[v_txt].copy(), device=device)
+        x_img, x_txt, has_img, has_txt = _device_views(ds, device)
         n = ds.n_samples
 
         nets = _CIGITCNets(x_img.shape[1], x_txt.shape[1], k, self)  # built and initialised on the CPU, then moved
@@ -359,12 +362,8 @@ class CIGITC(MultiModalClusterer):
         encoders, generators and centroids, as ``labels_`` is read. Missing views are generated as in training
         (generator noise from a generator seeded by ``random_state``); nothing is trained."""
         ds = self._check_fitted_for(ds)
-        v_img, v_txt = ds.views
         device = self.nets_.centers[0].device
-        x_img = as_device_tensor(np.where(ds.present[v_img][:, None], ds.views[v_img], 0.0), device)
-        x_txt = as_device_tensor(np.where(ds.present[v_txt][:, None], ds.views[v_txt], 0.0), device)
-        has_img = torch.as_tensor(ds.present[v_img].copy(), device=device)
-        has_txt = torch.as_tensor(ds.present[v_txt].copy(), device=device)
+        x_img, x_txt, has_img, has_txt = _device_views(ds, device)
         gen = torch_generator(seed_from(self.random_state) + 1, device)
         self.nets_.eval()
         with torch.no_grad():

@@ -169,7 +169,6 @@ class JECL(MultiModalClusterer):
         self.n_iter_, self.converged_ = result["n_iter"], result["converged"]
         self.encoders_ = (enc_img, enc_txt)
         self.cluster_centers_ = (mu_img.detach().cpu().numpy(), mu_txt.detach().cpu().numpy())
-        self._centers = (mu_img.detach(), mu_txt.detach())
         self.fitted_dims_ = dict(ds.dims)
         return self
 
@@ -181,7 +180,8 @@ class JECL(MultiModalClusterer):
         if not ds.complete.all():
             raise DataError(f"{ds.name}: JECL predicts complete image-text pairs only")
         enc_img, enc_txt = self.encoders_
-        mu_img, mu_txt = self._centers
+        device = next(enc_img.parameters()).device
+        mu_img, mu_txt = (torch.as_tensor(c, device=device) for c in self.cluster_centers_)
         v_img, v_txt = ds.views
         with torch.no_grad():
             q = ops.student_t_assignment(enc_img(as_device_tensor(ds.views[v_img], mu_img.device)), mu_img, self.alpha)

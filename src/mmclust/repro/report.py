@@ -26,13 +26,14 @@ __all__ = ["compare", "write_report", "configuration_runs"]
 def _paper_config(method, variant, dataset, protocol, rate, split) -> tuple[str | None, str | None]:
     """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code."""
     from ..data import DataError
-    from .runner import RunSpec, config_id_of
+    from .runner import RunSpec, _ids
 
     spec = RunSpec(method=method, dataset=dataset, variant=variant, protocol=protocol, missing_rate=rate, split=split)
     try:
-        return config_id_of(spec), spec.identity()["code"]
+        ident = spec.identity()
     except (DataError, FileNotFoundError):
         return None, None
+    return _ids(ident)[1], ident["code"]
 
 
 def configuration_runs(store: ResultStore, method, variant, dataset, protocol, missing_rate, split=None) -> dict:
@@ -51,7 +52,7 @@ def configuration_runs(store: ResultStore, method, variant, dataset, protocol, m
     primary = [r for r in rows if want is not None and r.get("config_id") == want]
     other, stale = defaultdict(lambda: {"rows": [], "failed": 0}), 0
     for r in rows:
-        if r in primary or r["status"] == "running":
+        if (want is not None and r.get("config_id") == want) or r["status"] == "running":
             continue
         if r["overrides"] and code is not None and r.get("code_version") == code:
             group = other[(r["config_id"], json.dumps(r["overrides"], sort_keys=True))]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import DataError, MultiModalDataset, parse_split
+from ..data import DataError, parse_split
 from ..data import registry as _registry
-from ..data.protocols import PROTOCOLS, protocol_rows
+from ..data.protocols import PROTOCOLS, protocol_rows, split_test_size, count_test_rows
 from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import ResultStore
@@ -83,13 +83,9 @@ class RunSpec:
         split = parse_split(self.split)
         if split == "dataset" and not _registry.get_spec(self.dataset).fixed_split:
             raise DataError(f"split 'dataset': {self.dataset!r} ships no train/test split of its own")
-        if split is not None and split != "dataset":
-            n = _registry.get_spec(self.dataset).n_samples
-            key, _, value = split.partition("=")
-            n_test = int(value) if key == "test" else round(float(value) * n)
-            if not 1 <= n_test < n:
-                raise DataError(f"split {split!r}: {n_test} test rows out of {self.dataset!r}'s {n} leave no train or no test rows")
-        if parse_split(self.split) is not None and not hasattr(cls, "predict"):
+        if split_test_size(split) is not None:  # checked before any run: a split too large is a usage error
+            count_test_rows(_registry.get_spec(self.dataset).n_samples, split_test_size(split), self.dataset)
+        if split is not None and not hasattr(cls, "predict"):
             raise DataError(f"method {self.method!r} has no predict, so it cannot be scored on held-out rows")
         self.resolved_params()
         return self
@@ -227,8 +223,7 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         estimator = spec.method_class()(**params)
         # the method sees features and k only: labels cannot reach fit, whatever the method does; k is the whole
         # data set's, even if a tiny class has no row among the training rows
-        estimator.fit(MultiModalDataset(views=train.views, labels=None, present=train.present, name=train.name,
-                                        class_names=ds.class_names))
+        estimator.fit(train.replace(labels=None, class_names=ds.class_names))
         metrics = score(train.labels, estimator.labels_)
         if test is not None:
             metrics = {**score(test.labels, estimator.predict(test.without_labels())), "train": metrics}
