@@ -36,7 +36,7 @@ _RESULT_OPTIONAL = ("missing_rate", "printed", "value", "std", "runs", "referenc
 _CLAIM_REQUIRED = ("id", "kind", "metric", "tolerance", "protocol", "datasets", "text", "source")
 _CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject")
 _CLAIM_KINDS = ("greater", "decreasing")
-_META_KEYS = ("paper", "title", "unit", "direction", "notes")
+_META_KEYS = ("paper", "title", "unit", "direction", "notes", "beside")
 
 
 class ReferenceError(DataError):
@@ -119,6 +119,12 @@ class References:
     cells: list = field(default_factory=list)
     claims: list = field(default_factory=list)
 
+    @property
+    def beside(self) -> tuple:
+        """Variants of the paper's own method (e.g. ``official_code``: the authors' code's settings) run next to
+        each of its cells and claims and shown as findings, never verdicts."""
+        return tuple(self.meta.get("beside", ()))
+
     def testable(self) -> list[ReferenceCell]:
         return [c for c in self.cells if not c.reference_only]
 
@@ -181,6 +187,9 @@ def load_references(paper_or_path: str | Path) -> References:
         raise ReferenceError(f"{where}: [meta] unit must be one of {list(_UNIT_SCALE)}, got {meta['unit']!r}")
     if "notes" in meta and (not isinstance(meta["notes"], list) or not all(isinstance(n, str) for n in meta["notes"])):
         raise ReferenceError(f"{where}: [meta] notes must be a list of strings")
+    beside = meta.get("beside", [])
+    if not isinstance(beside, list) or not all(isinstance(v, str) and v for v in beside):
+        raise ReferenceError(f"{where}: [meta] beside must be a list of variant names of {meta['paper']!r}'s own method")
     if meta["direction"] != "higher":
         raise ReferenceError(f"{where}: [meta] direction must be 'higher' (all clustering metrics here), got {meta['direction']!r}")
     paper = meta["paper"]
@@ -297,7 +306,8 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
     run_dataset (what actually runs), protocol, missing_rate, split, verdict_kind (``test``,
     ``features_differ`` or ``finding``); ``not_run`` items say why (``data_absent`` naming the file,
     ``not_implemented``). Each cell's primary reading is always planned; with ``findings`` also its other
-    readings (``also_on`` data, and all rows without the held-out split), which are findings, never verdicts.
+    readings (``also_on`` data, and all rows without the held-out split) and the ``[meta] beside`` variants of
+    the paper's own method, which are findings, never verdicts.
     """
     from ..data.registry import get_spec, status
     from ..methods import METHODS
@@ -307,7 +317,8 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
     wanted = set(datasets) if datasets else None
     plan, not_run, seen, runs_seen = [], [], set(), set()
 
-    def consider(method, variant, dataset, protocol, rate, split, stand_in, origin, reading_of=None, kind_if_present="test"):
+    def consider(method, variant, dataset, protocol, rate, split, stand_in, origin, reading_of=None, kind_if_present="test",
+                 finding=False):
         key = (method, variant, dataset, protocol, rate, split)
         if key in seen:
             return
@@ -317,6 +328,8 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
             run_dataset, kind = dataset, kind_if_present
         elif stand_in and status(stand_in) == "present":
             run_dataset, kind = stand_in, "features_differ"
+        if finding and run_dataset is not None:
+            kind = "finding"
         if wanted is not None and not ({dataset, run_dataset, reading_of} & wanted):
             return
         if run_dataset is not None and split is not None and get_spec(run_dataset).fixed_split:
@@ -344,6 +357,10 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
                 if c.split is not None:
                     consider(c.method, c.variant, c.dataset, c.protocol, c.missing_rate, None, c.stand_in,
                              f"table {c.table} (all rows, no held-out split)", kind_if_present="finding")
+                if c.method == refs.paper:
+                    for v in refs.beside:
+                        consider(c.method, v, c.dataset, c.protocol, c.missing_rate, c.split, c.stand_in,
+                                 f"table {c.table} (beside: variant {v})", finding=True)
     if table is None:
         for claim in refs.claims:
             for d in tuple(claim.datasets) + tuple(claim.stand_ins):
@@ -351,4 +368,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
                     continue
                 for cfg in claim.configs(d, refs.split_for(d)):
                     consider(*cfg, None, f"claim {claim.id}")
+                    if findings and cfg[0] == refs.paper:
+                        for v in refs.beside:
+                            consider(cfg[0], v, *cfg[2:], None, f"claim {claim.id} (beside: variant {v})", finding=True)
     return plan, not_run

@@ -102,7 +102,7 @@ def compare(paper: str, store: ResultStore) -> dict:
             seen_configs.add(row["config"])
             stale += got["stale"]
             other += [{"cell": c, "run_dataset": row["run_dataset"], **g} for g in got["other"] if g["rows"] or g["failed"]]
-        readings += _other_readings(c, row, store)
+        readings += _other_readings(c, row, store, refs.beside if c.method == refs.paper else ())
     claims = [_evaluate_claim(cl, refs, store) for cl in refs.claims]
     findings = _stand_in_findings(refs, store)
     summary = defaultdict(int)
@@ -130,7 +130,8 @@ FINDING_METRICS = ("acc", "nmi", "ari", "f_score", "purity")
 
 
 def _stand_in_findings(refs, store) -> list[dict]:
-    """Every metric of every configuration a claim compares on stand-in data (one row per configuration).
+    """Every metric of every configuration a claim compares on stand-in data (one row per configuration), plus
+    the paper's ``[meta] beside`` variants (e.g. the authors' code's settings) next to its own method.
 
     The claims themselves look at one metric; a reader judging a finding wants the whole picture.
     """
@@ -139,6 +140,8 @@ def _stand_in_findings(refs, store) -> list[dict]:
     seen, rows = set(), []
     for claim in refs.claims:
         members = [claim.better, *claim.worse] if claim.kind == "greater" else [claim.subject]
+        members += [{"method": refs.paper, "variant": v} for v in refs.beside
+                    if any(w["method"] == refs.paper for w in members)]
         for d in claim.stand_ins:
             if status(d) != "present":
                 continue
@@ -211,8 +214,9 @@ def _assessment_note(a) -> str:
     return f"{ci}; {decide}"
 
 
-def _other_readings(c, row, store) -> list[dict]:
-    """The same published cell against other readings of the paper's data: findings with numbers, no verdict."""
+def _other_readings(c, row, store, beside=()) -> list[dict]:
+    """The same published cell against other readings of the paper's data, and against the ``beside`` variants
+    (e.g. the authors' code's settings) on the cell's own reading: findings with numbers, no verdict."""
     from ..data.registry import get_spec, status
 
     if row["verdict"] in ("data_absent", "not_implemented"):
@@ -222,9 +226,12 @@ def _other_readings(c, row, store) -> list[dict]:
                       for alt in c.also_on if status(alt) == "present"]
         if c.split is not None and row["run_dataset"]:
             candidates.append((row["run_dataset"], None, "all rows (fit and score on the same rows, no held-out split)"))
+        if row["run_dataset"]:
+            candidates += [(row["run_dataset"], row["split"], f"variant {v} on {row['run_dataset']}", v) for v in beside]
     out = []
-    for dataset, split, what in candidates:
-        got = configuration_runs(store, c.method, c.variant, dataset, c.protocol, c.missing_rate, split)
+    for dataset, split, what, *variant in candidates:
+        got = configuration_runs(store, c.method, variant[0] if variant else c.variant, dataset, c.protocol,
+                                 c.missing_rate, split)
         vals = _values(got["rows"], c.store_metric)
         if not vals and not got["failed"]:
             continue
