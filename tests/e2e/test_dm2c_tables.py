@@ -52,8 +52,14 @@ def test_cell(cell, ensure_runs, load_real, e2e_store):
     cmp = compare("dm2c", e2e_store)
     (row,) = [r for r in cmp["rows"] if r["cell"] is cell or r["cell"] == cell]
     assert row["verdict"] == "features_differ" and row["run_dataset"] == cell.stand_in
+    beside = ""
+    for variant in REFS.beside:  # the authors' code's schedule, printed beside and never gated
+        code = ensure_runs("dm2c", cell.stand_in, variant=variant, protocol=cell.protocol, split=_split(cell.stand_in, cell.split))
+        vals = [r["metrics"][cell.store_metric] for r in code["rows"]]
+        beside += f"; {variant} {np.mean(vals):.4f} (n={len(vals)})" if vals else f"; {variant}: no successful runs"
     print(f"DM2C Table {cell.table} {cell.dataset} {cell.variant} {cell.metric}: published {cell.value:.4f} (VGG+BoW), "
-          f"{cell.stand_in} stand-in {row['mean']:.4f} ± {row['std'] or 0:.4f} (n={row['n']}, held-out rows) -> features_differ")
+          f"{cell.stand_in} stand-in {row['mean']:.4f} ± {row['std'] or 0:.4f} (n={row['n']}, held-out rows) -> features_differ"
+          + beside)
 
 
 @pytest.mark.parametrize("claim", REFS.claims, ids=lambda c: c.id)
