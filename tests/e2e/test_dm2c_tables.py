@@ -70,7 +70,7 @@ def test_claims_on_stand_ins_are_findings(claim, ensure_runs, load_real):
         load_real(claim.stand_ins[0])  # skips naming the missing file
     for dataset in present:
         load_real(dataset)
-        split = REFS.split_for(dataset)
+        split = REFS.split_for(dataset, claim)
         acc = {}
         for who in [claim.better, *claim.worse]:
             got = ensure_runs(who["method"], dataset, variant=who["variant"], protocol=claim.protocol, split=split)

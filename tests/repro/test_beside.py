@@ -98,3 +98,25 @@ def test_malformed_beside_is_an_error_naming_the_file(tmp_path, value):
 def test_the_authors_code_runs_beside_dm2c_and_dmim(paper):
     refs = load_references(paper)
     assert refs.beside == ("official_code",)
+
+
+def test_a_claims_split_applies_where_no_cell_names_the_data(tmp_path):
+    text = BESIDE.replace('stand_ins = ["synthetic"]', 'stand_ins = ["synthetic", "scene15"]\nsplit = { test = 40 }')
+    refs = load_references(_refs(tmp_path, text))
+    (claim,) = refs.claims
+    assert claim.split == "test=40"
+    assert refs.split_for("synthetic", claim) is None  # a cell names it: the cell's protocol (no split) wins
+    assert refs.split_for("scene15", claim) == "test=40" and refs.split_for("scene15") is None
+
+
+def test_a_malformed_claim_split_is_an_error_naming_the_claim(tmp_path):
+    text = BESIDE.replace('stand_ins = ["synthetic"]', 'stand_ins = ["synthetic"]\nsplit = { test = -3 }')
+    with pytest.raises(ReferenceError, match=r"kmeans.toml: \[\[claim\]\] #1 \(concat_beats_text\)"):
+        load_references(_refs(tmp_path, text))
+
+
+def test_dm2c_claims_read_wiki_sift_lda_under_the_papers_one_third_test_split():
+    refs = load_references("dm2c")
+    for claim in refs.claims:
+        assert refs.split_for("wiki_sift_lda", claim) == "test_fraction=0.3333333333"
+        assert refs.split_for("wiki_roph", claim) == "dataset"

@@ -34,7 +34,7 @@ _RESULT_REQUIRED = ("table", "method", "variant", "dataset", "protocol", "metric
 _RESULT_OPTIONAL = ("missing_rate", "printed", "value", "std", "runs", "reference_only", "uncertain", "nmi_average",
                     "stand_in", "also_on", "note", "cited_from", "split")
 _CLAIM_REQUIRED = ("id", "kind", "metric", "tolerance", "protocol", "datasets", "text", "source")
-_CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject")
+_CLAIM_OPTIONAL = ("missing_rates", "stand_ins", "better", "worse", "subject", "split")
 _CLAIM_KINDS = ("greater", "decreasing")
 _META_KEYS = ("paper", "title", "unit", "direction", "notes", "beside")
 
@@ -103,6 +103,7 @@ class Claim:
     better: dict | None = None
     worse: tuple = ()
     subject: dict | None = None
+    split: str | None = None  # held-out protocol on data sets where no cell gives one (canonical text)
 
     def configs(self, dataset: str, split: str | None = None) -> list[tuple]:
         """The (method, variant, dataset, protocol, missing_rate, split) runs the claim needs on ``dataset``."""
@@ -131,15 +132,18 @@ class References:
     def find(self, **where) -> list[ReferenceCell]:
         return [c for c in self.cells if all(getattr(c, k) == v for k, v in where.items())]
 
-    def split_for(self, dataset: str) -> str | None:
+    def split_for(self, dataset: str, claim: Claim | None = None) -> str | None:
         """The held-out protocol the paper uses on ``dataset`` (or on the data it stands in for / is a reading
-        of); claims evaluated there use it too. ``"dataset"`` when that data set ships its own split."""
+        of); claims evaluated there use it too. Where no cell names ``dataset``, a claim's own ``split`` applies
+        (e.g. a second stand-in read under the paper's train/test protocol). ``"dataset"`` when that data set
+        ships its own split."""
         from ..data.registry import get_spec
 
-        splits = {c.split for c in self.testable() if dataset == c.dataset or dataset == c.stand_in or dataset in c.also_on}
+        named = [c for c in self.testable() if dataset == c.dataset or dataset == c.stand_in or dataset in c.also_on]
+        splits = {c.split for c in named}
         if len(splits) > 1:
             raise ReferenceError(f"{self.path.name}: cells on {dataset!r} disagree on the split: {sorted(map(str, splits))}")
-        split = next(iter(splits), None)
+        split = next(iter(splits), None) if named else (claim.split if claim is not None else None)
         return "dataset" if split is not None and get_spec(dataset).fixed_split else split
 
 
@@ -215,7 +219,13 @@ def load_references(paper_or_path: str | Path) -> References:
     for i, entry in enumerate(raw.get("claim", [])):
         label = f"{where}: [[claim]] #{i + 1} ({entry.get('id')})"
         _check_keys(entry, _CLAIM_REQUIRED, _CLAIM_OPTIONAL, label)
-        claim = Claim(paper=paper, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()})
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
+        if "split" in fields:
+            try:
+                fields["split"] = parse_split(fields["split"])
+            except DataError as err:
+                raise ReferenceError(f"{label}: {err}") from None
+        claim = Claim(paper=paper, **fields)
         _validate_claim(claim, label, REGISTRY)
         if claim.id in ids:
             raise ReferenceError(f"{label}: duplicate claim id")
@@ -366,7 +376,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
             for d in tuple(claim.datasets) + tuple(claim.stand_ins):
                 if status(d) != "present":
                     continue
-                for cfg in claim.configs(d, refs.split_for(d)):
+                for cfg in claim.configs(d, refs.split_for(d, claim)):
                     consider(*cfg, None, f"claim {claim.id}")
                     if findings and cfg[0] == refs.paper:
                         for v in refs.beside:

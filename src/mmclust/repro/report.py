@@ -145,7 +145,7 @@ def _stand_in_findings(refs, store) -> list[dict]:
         for d in claim.stand_ins:
             if status(d) != "present":
                 continue
-            split = refs.split_for(d)
+            split = refs.split_for(d, claim)
             for rate in list(claim.missing_rates) or [None]:
                 for who in members:
                     key = (d, claim.protocol, rate, who["method"], who["variant"])
@@ -266,7 +266,7 @@ def _evaluate_claim(claim, refs, store) -> dict:
     for d in tuple(claim.datasets) + tuple(claim.stand_ins):
         if status(d) != "present":
             continue
-        split = refs.split_for(d)
+        split = refs.split_for(d, claim)
         nature = "test" if d in claim.datasets else "finding"
         rates = list(claim.missing_rates) or [None]
         evidence, failed, total = [], 0, 0
