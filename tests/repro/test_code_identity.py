@@ -3,6 +3,7 @@
 import ast
 import hashlib
 import importlib
+import sys
 import textwrap
 
 import pytest
@@ -92,3 +93,62 @@ def test_fingerprint_changes_exactly_with_the_code_used(probe, edit, changes):
     assert (after != base) == changes
 
 
+
+
+def test_canonical_form_ignores_fields_a_python_version_adds_empty():
+    """3.12 adds ``type_params=[]`` to every definition and 3.13's dump leaves out empty fields: neither may
+    change a fingerprint, or runs made under another interpreter would read as stale."""
+    a = ast.parse("def f(x):\n    return x\n").body[0]
+    b = ast.parse("def f(x):\n    return x\n").body[0]
+    b._fields = a._fields + ("type_params",)
+    b.type_params = []
+    assert ast.dump(a) != ast.dump(b)  # what the fingerprint used to read
+    assert ci._canonical(a) == ci._canonical(b)
+    c = ast.parse("def f(x):\n    return -x\n").body[0]
+    assert ci._canonical(a) != ci._canonical(c)
+
+
+_STANDALONE = '''
+import sys, importlib.util, importlib.machinery
+SRC = sys.argv[1]
+def find_spec(name, package=None):  # locate mmclust's files without importing it (no numpy/torch needed)
+    parts, path, spec = name.split("."), [SRC], None
+    for i in range(len(parts)):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]), path)
+        if spec is None:
+            return None
+        path = spec.submodule_search_locations or []
+    return spec
+importlib.util.find_spec = find_spec
+spec = importlib.util.spec_from_file_location("code_identity", SRC + "/mmclust/repro/code_identity.py")
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+print(" ".join(m.code_fingerprint(mod, cls) for mod, cls in [
+    ("mmclust.methods.dm2c", "DM2C"), ("mmclust.methods.dmim", "DMIM"), ("mmclust.methods.cigit_c", "CIGITC")]))
+'''
+
+
+@pytest.mark.parametrize("version", ["3.10", "3.12", "3.13"])
+def test_fingerprints_are_the_same_under_every_supported_python(tmp_path, version):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import mmclust
+
+    exe, env = shutil.which(f"python{version}"), dict(os.environ)
+    if exe is not None and subprocess.run([exe, "-c", "pass"], capture_output=True).returncode != 0 and shutil.which("pyenv"):
+        # a pyenv shim runs only with a version selected
+        bare = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True).stdout.split()
+        env["PYENV_VERSION"] = next((v for v in bare if v.startswith(version + ".")), "")
+    if exe is None or subprocess.run([exe, "-c", "pass"], capture_output=True, env=env).returncode != 0:
+        pytest.skip(f"python{version} is not installed")
+    script = tmp_path / "fingerprints.py"
+    script.write_text(_STANDALONE)
+    src = str(Path(mmclust.__file__).resolve().parents[1])
+    here = subprocess.run([sys.executable, str(script), src], capture_output=True, text=True, check=True).stdout.split()
+    there = subprocess.run([exe, str(script), src], capture_output=True, text=True, check=True, env=env).stdout.split()
+    assert here == [ci.code_fingerprint("mmclust.methods.dm2c", "DM2C"), ci.code_fingerprint("mmclust.methods.dmim", "DMIM"),
+                    ci.code_fingerprint("mmclust.methods.cigit_c", "CIGITC")]
+    assert there == here

@@ -82,6 +82,21 @@ def _ours(module: str | None) -> bool:
     return bool(module) and (module == PACKAGE or module.startswith(PACKAGE + ".")) and not module.startswith(_EXCLUDED)
 
 
+def _canonical(node) -> str:
+    """A syntax tree as text that is the same on every Python version for the same source.
+
+    ``ast.dump`` is not: 3.12 adds empty ``type_params`` to every definition and 3.13 leaves out empty and
+    None fields, so a run's identity would change with the interpreter (runs made on another machine would
+    read as stale). Fields that are None or empty are left out here on every version.
+    """
+    if isinstance(node, ast.AST):
+        fields = [f"{name}={_canonical(value)}" for name, value in ast.iter_fields(node) if value is not None and value != []]
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(v) for v in node) + "]"
+    return repr(node)
+
+
 def _strip_docstrings(node: ast.AST) -> ast.AST:
     node = ast.parse(ast.unparse(node))  # a copy
     for n in ast.walk(node):
@@ -171,5 +186,5 @@ def code_fingerprint(module: str, name: str | None = None) -> str:
         mod, _, d = item.partition(":")
         tree, defs, _, _ = _module(mod)
         for node in [tree] if d == "*" else defs[d]:
-            h.update(item.encode() + b"\0" + ast.dump(_strip_docstrings(node)).encode() + b"\0")
+            h.update(item.encode() + b"\0" + _canonical(_strip_docstrings(node)).encode() + b"\0")
     return h.hexdigest()[:16]
