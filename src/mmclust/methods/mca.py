@@ -234,7 +234,8 @@ class MCA(MultiModalClusterer):
     gamma_h : int, default 1 — top levels below the root dropped by the hierarchy filter (guess).
     k_image : int, default 20 — k_I image neighbours (SIC).
     k_text : int, default 5 — k_S neighbour words (guess; Fig. 5 varies it).
-    k_proto : int, default 30 — k_p words averaged into a text prototype (SIC's neighbour count; Fig. 5).
+    k_proto : int, default 30 — k_p words averaged into a text prototype (SIC's neighbour count; Fig. 5). Capped
+        at |T|; at k_p >= |T| every text prototype is the mean of all words and L_pa is constant (no gradient).
     eta : float, default 5 — balance weight (SIC's entropy weight).
     tau_ia, tau_pa : float, default 0.1 — temperatures of eqs. (2), (3) (guess).
     lambda_a, lambda_pa, lambda_sa : float, default 1 — weights of eqs. (7), (8) (guess; Fig. 6 around 1).
