@@ -283,11 +283,12 @@ def _load_mca(path: Path, spec: DatasetSpec) -> MultiModalDataset:
     nouns_path = _checked_extra(spec, MCA_NOUNS_FILE)
     try:
         with np.load(nouns_path, allow_pickle=False) as z:
-            if not {"text", "offset"} <= set(z.files):
-                raise DataError(f"{nouns_path.name}: needs arrays 'text' (m, 512) and 'offset' (m,); got {sorted(z.files)}")
-            text, offset = z["text"], z["offset"]
+            arrays = {key: z[key] for key in ("text", "offset") if key in z.files}
     except (ValueError, OSError) as err:
         raise DataError(f"{nouns_path.name}: cannot be read as .npz without pickle ({err})") from err
+    if len(arrays) != 2:
+        raise DataError(f"{nouns_path.name}: needs arrays 'text' (m, 512) and 'offset' (m,); format: {MCA_FORMAT}")
+    text, offset = arrays["text"], arrays["offset"]
     if text.ndim != 2 or text.shape[1] != spec.dims["image"] or offset.shape != (text.shape[0],):
         raise DataError(f"{nouns_path.name}: 'text' must be (m, {spec.dims['image']}) and 'offset' (m,), got "
                         f"{text.shape} and {offset.shape}")
