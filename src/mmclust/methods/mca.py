@@ -212,9 +212,9 @@ class _MCANets(nn.Module):
 
     def attention(self, u: torch.Tensor, v_nb: torch.Tensor) -> torch.Tensor:
         """Eq. (4)'s weights ``softmax_j((W^I u_i)^T W^S v_j)`` over each image's neighbour words: (b, k_S)."""
-        qi = u @ self.w_image.T  # W^I u_i as rows
-        kj = v_nb @ self.w_text.T
-        return torch.softmax((kj * qi[:, None, :]).sum(-1), dim=1)
+        # (W^I u)^T (W^S v) = ((W^I u)^T W^S) v: two (b, d) x (d, d) products instead of one per neighbour word
+        qi = (u @ self.w_image.T) @ self.w_text
+        return torch.softmax((v_nb * qi[:, None, :]).sum(-1), dim=1)
 
     def semantic_assignment(self, u: torch.Tensor, v_nb: torch.Tensor, p_nb: torch.Tensor) -> torch.Tensor:
         """``p'_i = sum_j a_ij p_j``, eq. (4); ``v_nb`` (b, k_S, d), ``p_nb`` (b, k_S, c)."""
