@@ -321,7 +321,7 @@ for _name, _n, _k, _what in (
         source="MCA Section 'Experimental Setup'",
         description=f"{_name}: CLIP ViT-B/32 image embeddings (512-d; {_what}) with WordNet noun embeddings, for MCA",
         used_by=("mca",), loader=_load_mca, available_here=False,
-        how_to_supply=(f"needs {_file}, {MCA_NOUNS_FILE} and {MCA_WORDNET_FILE} (CLIP ViT-B/32 embeddings of the images "
+        how_to_supply=(f"put {_file}, {MCA_NOUNS_FILE} and {MCA_WORDNET_FILE} in $MMCLUST_DATA (CLIP ViT-B/32 embeddings of the images "
                        f"and of the WordNet nouns, made elsewhere: no CLIP weights here; layout in the README's 'Data' "
                        f"section and mmclust.data.registry.MCA_FORMAT)"),
         extra_files=(MCA_NOUNS_FILE, MCA_WORDNET_FILE)))
