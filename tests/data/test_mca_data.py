@@ -58,8 +58,11 @@ def test_mca_entry_names_its_three_files_and_loads_them_into_context(tmp_path, m
     assert ds.context["noun_embeddings"].shape == (26, 512)
     # the side files are part of the data's identity
     before = registry.data_sha256("mca_stl10")
-    _write_mca_files(tmp_path, seed=1)
-    assert registry.data_sha256("mca_stl10") != before
+    main_file = registry.sha256_of(spec.path)
+    with np.load(tmp_path / registry.MCA_NOUNS_FILE, allow_pickle=False) as z:
+        text, offset = z["text"], z["offset"]
+    np.savez(tmp_path / registry.MCA_NOUNS_FILE, text=text[::-1], offset=offset[::-1])  # another vocabulary file
+    assert registry.sha256_of(spec.path) == main_file and registry.data_sha256("mca_stl10") != before
 
 
 def test_mca_side_file_problems_are_named(tmp_path, monkeypatch):
