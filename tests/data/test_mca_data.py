@@ -85,3 +85,26 @@ def test_mca_side_file_problems_are_named(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="data.noun"):
         spec.loader(spec.path, spec)
     assert registry.status("mca_stl10") == "missing"
+
+
+def test_joint_space_generator_layout():
+    ds = make_joint_space(200, 4, dim=16, nouns_per_class=3, n_generic=6, n_distractors=5, n_superclasses=2, seed=3)
+    ctx = ds.context
+    assert ds.dims == {"image": 16} and np.bincount(ds.labels).tolist() == [50] * 4
+    m = 1 + 2 + 4 * 3 + 6 + 5  # object, superclasses, class nouns, generic, distractors
+    assert ctx["noun_embeddings"].shape == (m, 16) and ctx["noun_offsets"].shape == (m,)
+    np.testing.assert_allclose(np.linalg.norm(ctx["noun_embeddings"], axis=1), 1.0, atol=1e-5)
+    parents = wordnet.parents_of(ctx["hypernym_child"], ctx["hypernym_parent"])
+    depth = wordnet.max_depths(ctx["noun_offsets"], parents)
+    # object 1, superclasses 2, class names 3, their hyponyms 4; generic and distractor nouns hang under the root
+    assert sorted(np.bincount(list(depth.values())).tolist()) == sorted([0, 1 + 6 + 5, 2, 4, 4 * 2])
+    # each class noun's nearest class direction is its own class: the image class means point at their nouns
+    means = np.stack([ds.views["image"][ds.labels == c].mean(0) for c in range(4)])
+    names = [o for o, d in depth.items() if d == 3]
+    rows = [int(np.flatnonzero(ctx["noun_offsets"] == o)[0]) for o in names]
+    sims = ctx["noun_embeddings"][rows] @ means.T
+    assert sorted(sims.argmax(1).tolist()) == [0, 1, 2, 3]
+    again = make_joint_space(200, 4, dim=16, nouns_per_class=3, n_generic=6, n_distractors=5, n_superclasses=2, seed=3)
+    np.testing.assert_array_equal(again.views["image"], ds.views["image"])
+    with pytest.raises(DataError, match="n_superclasses"):
+        make_joint_space(20, 2, n_superclasses=3)
