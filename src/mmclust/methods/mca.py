@@ -38,7 +38,7 @@ Ambiguities (default first; the alternative as a variant where cheap):
 2. Eq. (3)'s denominator pairs ``(h^I_l, h^S_l)``, which would not involve ``j`` at all: read as the cross pairs
    ``(h^I_j, h^S_l)``, ``l != j`` (``ops.info_nce`` on the c x c score matrix).
 3. Eq. (5)'s argmax gives W^I and W^S no gradient: the literal reading is the default, and W^I, W^S then stay at
-   their initialisation (they are left out of the optimiser, so weight decay does not shrink them with no loss
+   their initialisation (they get no gradient and no optimiser step, so weight decay does not shrink them with no loss
    to oppose it). Variant ``soft_semantic_target`` uses ``CE(q, p')`` so the attention learns.
 4. Prototypes are soft means recomputed at the start of each epoch without gradient (the paper's formula), not
    SIC's hard means of the 90 % most confident images.
@@ -352,10 +352,11 @@ class MCA(MultiModalClusterer):
         xavier_init_(nets, gen)  # on CPU: the same init on any device; W^I, W^S keep their identity init
         nets = nets.to(device)
         self.nets_ = nets
-        trained = [p for name, p in nets.named_parameters() if not name.startswith("w_")]
-        if self.semantic_alignment and self.semantic_target == "soft":
-            trained += [nets.w_image, nets.w_text]  # eq. (5)'s argmax gives them no gradient (ambiguity 3)
-        opt = torch.optim.Adam(trained, lr=self.lr, weight_decay=self.weight_decay)
+        learn_attention = self.semantic_alignment and self.semantic_target == "soft"
+        for w in (nets.w_image, nets.w_text):
+            w.requires_grad_(learn_attention)  # eq. (5)'s argmax gives them no gradient (ambiguity 3)
+        opt = torch.optim.Adam([p for p in nets.parameters() if p.requires_grad], lr=self.lr,
+                               weight_decay=self.weight_decay)
         batch_gen = torch_generator(seed + 1, device)  # minibatch order and neighbour draws
         self.history_ = []
         for epoch in tqdm(range(self.max_epochs), desc="MCA", disable=not self.verbose, unit="epoch"):
