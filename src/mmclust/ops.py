@@ -251,3 +251,80 @@ def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, reduction: str = "mean") 
     if mu.dim() == 1:
         return per_dim.sum().clamp_min(0.0)
     return _reduce(per_dim.sum(-1).clamp_min(0.0), reduction)
+
+
+# -- MCA (Qiu et al. 2024) and SIC (Cai et al. 2023): neighbour consistency, InfoNCE, prototypes, k-NN ----------
+__all__ += ["neighbour_consistency", "info_nce", "soft_prototypes", "topk_neighbours"]
+
+
+def neighbour_consistency(q: torch.Tensor, q_nb: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``-log q_i^T q_j`` per row, the consistency part of MCA eq. (1) (SCAN's neighbour loss).
+
+    ``q`` and ``q_nb`` are ``(n, k)`` assignments of each sample and of one of its neighbours. Non-negative (a dot
+    product of two distributions is at most 1), 0 exactly when both rows are the same one-hot vector, and finite
+    (large) when the rows share no mass: the dot product is clamped at the dtype's smallest normal.
+    """
+    _check_assignment_pair(q, q_nb, "neighbour_consistency")
+    return _reduce(-_safe_log((q * q_nb).sum(1)), reduction)
+
+
+def info_nce(logits: torch.Tensor, pos: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``-log( exp(s_i,pos_i) / sum_{l != pos_i} exp(s_il) )`` per row: MCA eqs. (2) and (3) as printed.
+
+    ``logits`` ``(n, m)`` are the scores already divided by the temperature, ``pos`` ``(n,)`` the positive's
+    column. As the paper prints it, the denominator runs over the *other* columns ``l != j`` (not over all of
+    them, as InfoNCE usually does), so the value is ``logsumexp_{l != j} s_il - s_ij`` and may be negative.
+    Adding a constant to a row changes nothing. Needs ``m >= 2``.
+    """
+    if logits.dim() != 2 or pos.dim() != 1 or pos.shape[0] != logits.shape[0]:
+        raise ValueError(f"info_nce: need logits (n, m) and pos (n,), got {tuple(logits.shape)} and {tuple(pos.shape)}")
+    if logits.shape[1] < 2:
+        raise ValueError(f"info_nce: need at least 2 columns (a positive and a negative), got {logits.shape[1]}")
+    pos = pos.long()
+    positive = logits.gather(1, pos[:, None]).squeeze(1)
+    others = logits.scatter(1, pos[:, None], float("-inf"))
+    return _reduce(torch.logsumexp(others, dim=1) - positive, reduction)
+
+
+def soft_prototypes(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Assignment-weighted means ``h_l = sum_i q_il x_i / ||q_l||_1``, MCA's image prototypes (Section
+    "Prototype-level alignment"). ``q`` ``(n, k)`` non-negative, ``x`` ``(n, d)``; returns ``(k, d)``.
+
+    A one-hot ``q`` gives the class means; scaling a column of ``q`` leaves its prototype unchanged. A column with
+    no mass gives a zero prototype rather than NaN.
+    """
+    if q.dim() != 2 or x.dim() != 2 or q.shape[0] != x.shape[0]:
+        raise ValueError(f"soft_prototypes: need q (n, k) and x (n, d), got {tuple(q.shape)} and {tuple(x.shape)}")
+    mass = q.sum(0).clamp_min(torch.finfo(q.dtype).tiny)
+    return (q.T @ x) / mass[:, None]
+
+
+@torch.no_grad()
+def topk_neighbours(a: torch.Tensor, b: torch.Tensor, k: int, chunk_size: int = 4096,
+                    exclude_self: bool = False) -> torch.Tensor:
+    """Indices ``(n_a, k)`` of the ``k`` rows of ``b`` most cosine-similar to each row of ``a``, most similar first.
+
+    MCA's neighbourhoods (k_I image neighbours, k_S nearest nouns, k_p prototype neighbours) and its semantic-space
+    search. ``a`` is processed ``chunk_size`` rows at a time, so memory is ``chunk_size x n_b`` whatever ``n_a``;
+    each row's answer is the same for any chunk size. ``exclude_self`` (``a`` and ``b`` the same rows) leaves row
+    ``i`` out of its own neighbours.
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"topk_neighbours: need a (n, d) and b (m, d), got {tuple(a.shape)} and {tuple(b.shape)}")
+    available = b.shape[0] - (1 if exclude_self else 0)
+    if not 1 <= k <= available:
+        raise ValueError(f"topk_neighbours: k={k} must be in 1..{available}")
+    if chunk_size < 1:
+        raise ValueError(f"topk_neighbours: chunk_size must be >= 1, got {chunk_size}")
+    if exclude_self and a.shape[0] != b.shape[0]:
+        raise ValueError("topk_neighbours: exclude_self needs a and b to be the same rows")
+    a_n = torch.nn.functional.normalize(a, dim=1)
+    b_n = torch.nn.functional.normalize(b, dim=1)
+    out = []
+    for start in range(0, a_n.shape[0], chunk_size):
+        sims = a_n[start:start + chunk_size] @ b_n.T
+        if exclude_self:
+            rows = torch.arange(sims.shape[0], device=sims.device)
+            sims[rows, rows + start] = float("-inf")
+        out.append(sims.topk(k, dim=1).indices)
+    return torch.cat(out)

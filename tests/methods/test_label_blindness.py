@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from mmclust.data import MultiModalDataset, incomplete, make_multiview_blobs, mixed_modal
+from mmclust.data import MultiModalDataset, incomplete, make_joint_space, make_multiview_blobs, mixed_modal
 from mmclust.methods import METHODS, KMeansBaseline
 from mmclust.metrics import acc
 
@@ -29,10 +29,12 @@ FAST = {
     "dm2c": dict(latent_dim=8, image_hidden=(16,), text_hidden=(16,), generator_hidden=(16,), critic_hidden=8, batch_size=32,
                  max_epochs=3, pretrain_epochs=5, kmeans_n_init=2, device="cpu"),
     "dmim": dict(width=16, lr=5e-3, max_epochs=12, device="cpu"),
+    "mca": dict(gamma_r=10, k_image=5, k_proto=3, lr=1e-2, max_epochs=5, kmeans_n_init=1, device="cpu"),
 }
 # Methods that train on data with missing views are checked on such data (their rows go missing label-blindly).
 INCOMPLETE = {"cigit_c"}
 MIXED_MODAL = {"dm2c"}  # every sample keeps one view
+JOINT_SPACE = {"mca"}  # image embeddings with a noun vocabulary in the data set's context
 # predict reads the rows together: JECL's joint target normalises by the batch's cluster frequencies, CIGIT-C draws
 # generator noise for missing views row by row (both documented in their predict)
 BATCH_DEPENDENT_PREDICT = {"jecl", "cigit_c"}
@@ -41,6 +43,8 @@ BATCH_DEPENDENT_PREDICT = {"jecl", "cigit_c"}
 def _data(method: str) -> MultiModalDataset:
     # Overlapping clusters, so that fits from different seeds disagree and a leak has something to choose from
     # (on well-separated blobs every restart finds the same partition and a best-by-accuracy leak is invisible).
+    if method in JOINT_SPACE:
+        return make_joint_space(120, K, dim=16, nouns_per_class=3, n_generic=5, n_distractors=5, seed=4)
     ds = make_multiview_blobs(120, K, dims={"image": 10, "text": 8}, separation=1.0, view_noise={"text": 0.5}, seed=4)
     if method in MIXED_MODAL:
         return mixed_modal(ds, seed=1)
@@ -64,7 +68,7 @@ def _same_history(a, b) -> bool:
 
 def assert_label_blind(make, ds: MultiModalDataset) -> None:
     """``make()`` builds a fresh estimator (with ``n_clusters`` set); raises AssertionError on any leak."""
-    unlabelled = MultiModalDataset(views=ds.views, labels=None, present=ds.present, name=ds.name)
+    unlabelled = MultiModalDataset(views=ds.views, labels=None, present=ds.present, name=ds.name, context=ds.context)
     shuffled = ds.replace(labels=np.random.default_rng(0).permutation(ds.labels))
     fits = {name: make().fit(d) for name, d in (("no labels", unlabelled), ("labels", ds), ("shuffled labels", shuffled))}
     ref = fits["no labels"]

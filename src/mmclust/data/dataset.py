@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -29,6 +30,10 @@ class MultiModalDataset:
         Which samples have which view; all True when omitted.
     name : str
     class_names : tuple of str, optional
+    context : dict name -> array, optional
+        Read-only side information that is not per sample and so not a view (e.g. MCA's noun vocabulary and its
+        WordNet hypernym edges). Label-free by contract; kept unchanged by ``subset``, ``replace`` and
+        ``without_labels``. Arrays are copied and made read-only like the views.
 
     Validation on construction raises :class:`DataError`: same ``n`` in every view, finite values
     where present, labels in 0..k-1 with every class used, at least one view per sample.
@@ -41,6 +46,7 @@ class MultiModalDataset:
     present: dict = field(default=None)
     name: str = "dataset"
     class_names: tuple = field(default=None)
+    context: dict = field(default=None)
 
     def __post_init__(self):
         name = self.name
@@ -99,6 +105,7 @@ class MultiModalDataset:
         object.__setattr__(self, "present", present)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "class_names", class_names)
+        object.__setattr__(self, "context", _checked_context(self.context, name))
 
     # -- convenience ---------------------------------------------------------------------------
     @property
@@ -117,7 +124,7 @@ class MultiModalDataset:
     def without_labels(self) -> "MultiModalDataset":
         """The same samples without labels, keeping the class names (so k): all a label-blind method may see."""
         return MultiModalDataset(views=self.views, labels=None, present=self.present, name=self.name,
-                                 class_names=self.class_names)
+                                 class_names=self.class_names, context=self.context)
 
     @property
     def view_names(self) -> tuple:
@@ -146,12 +153,13 @@ class MultiModalDataset:
             present={v: m[index] for v, m in self.present.items()},
             name=name or self.name,
             class_names=class_names,
+            context=self.context,
         )
 
     def replace(self, **changes) -> "MultiModalDataset":
-        """A new, validated dataset with some fields changed (views, labels, present, name)."""
+        """A new, validated dataset with some fields changed (views, labels, present, name, class_names, context)."""
         fields = dict(views=self.views, labels=self.labels, present=self.present, name=self.name,
-                      class_names=self.class_names)
+                      class_names=self.class_names, context=self.context)
         fields.update(changes)
         return MultiModalDataset(**fields)
 
@@ -198,3 +206,24 @@ def _checked_labels(raw, name: str) -> np.ndarray:
     if unused.size:
         raise DataError(f"{name}: labels must be 0..k-1 with every class used; class(es) {unused.tolist()[:10]} never occur")
     return labels
+
+
+def _checked_context(context, name: str):
+    """``None``, or a read-only mapping of name -> read-only numeric array (an already checked one is kept as is)."""
+    if context is None:
+        return None
+    if isinstance(context, MappingProxyType) and all(isinstance(a, np.ndarray) and not a.flags.writeable
+                                                  for a in context.values()):
+        return context  # from another dataset: already checked and frozen, shared rather than copied
+    if not hasattr(context, "items"):
+        raise DataError(f"{name}: context must be a dict of name -> array, got {type(context).__name__}")
+    out = {}
+    for key, value in context.items():
+        arr = np.array(value)  # a copy: the caller's array is never aliased
+        if not isinstance(key, str) or not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
+            raise DataError(f"{name}: context[{key!r}] must be a numeric array under a string name, got {arr.dtype}")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            raise DataError(f"{name}: context[{key!r}] holds non-finite values")
+        arr.flags.writeable = False
+        out[key] = arr
+    return MappingProxyType(out)

@@ -12,6 +12,9 @@ Two kinds of entries:
 * the papers' own feature sets that cannot be had here (COCO, Pascal, NYU RGB-D, VGG/BERT
   Wikipedia, NUS-WIDE-10K, ...). For these the registry names the expected file and format
   (:data:`USER_FEATURES_FORMAT`) so that a user who has them runs the reproduction with one command.
+  MCA's ``mca_*`` sets also read two side files (``DatasetSpec.extra_files``): the shared noun vocabulary
+  ``wordnet_nouns_clip_vitb32.npz`` and WordNet's ``data.noun`` (:data:`MCA_FORMAT`), loaded into the data
+  set's ``context``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .synthetic import make_multiview_blobs
 
 __all__ = [
     "DatasetSpec", "REGISTRY", "fixed_test_index", "is_generated", "data_sha256", "USER_FEATURES_FORMAT", "data_dir", "get_spec", "load", "status", "sha256_of",
-    "MAX_FILE_BYTES",
+    "MAX_FILE_BYTES", "MCA_FORMAT",
 ]
 
 MAX_FILE_BYTES = 8 * 1024**3  # refuse to read anything larger: a guard against a wrong path
@@ -59,6 +62,7 @@ class DatasetSpec:
     available_here: bool = True  # False: the paper's own features, which the user must supply
     how_to_supply: str = ""
     fixed_split: bool = False
+    extra_files: tuple = ()  # side files every load also reads (MCA's nouns, WordNet); their sha256 join the identity
 
     @property
     def path(self) -> Path:
@@ -250,12 +254,77 @@ for _name, _n, _k in (("iapr", 7855, 6), ("esp", 11032, 7), ("flickr", 12154, 6)
     _register(_user_spec(
         f"dmim_{_name}", f"dmim_{_name}.npz", _n, _k, {"image": 100, "text": 100}, "DMIM Section 'Datasets', Table 1",
         f"DMIM's {_name.upper()}: VGG-16 4096-d image and BERT 768-d text features, each PCA-reduced to 100-d", ("dmim",)))
-for _name, _n, _k in (("stl10", 13000, 10), ("cifar10", 60000, 10), ("cifar100_20", 60000, 20),
-                      ("imagenet_dogs", 19500, 15), ("tiny_imagenet", 100000, 200)):
-    _register(_user_spec(
-        f"mca_{_name}", f"mca_{_name}_clip.npz", _n, _k, {"image": 512}, "MCA Section 'Experimental Setup'",
-        f"{_name}: CLIP ViT-B/32 image embeddings (512-d; train+test) for MCA", ("mca",),
-        "CLIP weights are not available here: embed the images with CLIP ViT-B/32 elsewhere."))
+# MCA: CLIP ViT-B/32 image embeddings per data set, plus one shared noun vocabulary and WordNet's data.noun.
+MCA_NOUNS_FILE = "wordnet_nouns_clip_vitb32.npz"
+MCA_WORDNET_FILE = "data.noun"
+MCA_FORMAT = (
+    "mca_<set>_clip.npz (allow_pickle=False): 'image' float (n, 512), the CLIP ViT-B/32 image embeddings, and "
+    "'labels' int (n,). Shared by every mca_* set: " + MCA_NOUNS_FILE + " with 'text' float (m, 512), the CLIP "
+    "ViT-B/32 text embedding of \"A photo of a {t}\" for t the first lemma (underscores as spaces) of each WordNet 3.0 "
+    "noun synset, and 'offset' int (m,), that synset's offset in data.noun; and WordNet 3.0's " + MCA_WORDNET_FILE +
+    " (Debian package wordnet-base; found in $MMCLUST_DATA, else via MMCLUST_WORDNET or /usr/share/wordnet)"
+)
+
+
+def _mca_extra_path(file: str) -> Path:
+    """Where an MCA side file is: ``$MMCLUST_DATA`` first; data.noun may also come from the WordNet install."""
+    path = data_dir() / file
+    if not path.is_file() and file == MCA_WORDNET_FILE:
+        from .wordnet import find_data_noun
+
+        path = find_data_noun() or path
+    return path
+
+
+def _load_mca(path: Path, spec: DatasetSpec) -> MultiModalDataset:
+    from .wordnet import read_data_noun
+
+    ds = _load_user_npz(path, spec)
+    nouns_path = _checked_extra(spec, MCA_NOUNS_FILE)
+    try:
+        with np.load(nouns_path, allow_pickle=False) as z:
+            arrays = {key: z[key] for key in ("text", "offset") if key in z.files}
+    except (ValueError, OSError) as err:
+        raise DataError(f"{nouns_path.name}: cannot be read as .npz without pickle ({err})") from err
+    if len(arrays) != 2:
+        raise DataError(f"{nouns_path.name}: needs arrays 'text' (m, 512) and 'offset' (m,); format: {MCA_FORMAT}")
+    text, offset = arrays["text"], arrays["offset"]
+    if text.ndim != 2 or text.shape[1] != spec.dims["image"] or offset.shape != (text.shape[0],):
+        raise DataError(f"{nouns_path.name}: 'text' must be (m, {spec.dims['image']}) and 'offset' (m,), got "
+                        f"{text.shape} and {offset.shape}")
+    synsets = read_data_noun(_checked_extra(spec, MCA_WORDNET_FILE))
+    unknown = np.setdiff1d(offset, synsets.offsets)
+    if unknown.size:
+        raise DataError(f"{nouns_path.name}: {unknown.size} offsets are not noun synsets of data.noun, e.g. {int(unknown[0]):08d}")
+    context = {"noun_embeddings": text, "noun_offsets": offset.astype(np.int64),
+               "hypernym_child": synsets.child, "hypernym_parent": synsets.parent}
+    return ds.replace(context=context)
+
+
+def _checked_extra(spec: DatasetSpec, file: str) -> Path:
+    path = _mca_extra_path(file)
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec.name}: file {file} not found in {data_dir()} (set MMCLUST_DATA); {spec.how_to_supply}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise DataError(f"{path.name}: {path.stat().st_size} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
+    return path
+
+
+for _name, _n, _k, _what in (
+        ("stl10", 13000, 10, "train+test, 5,000 + 8,000"), ("cifar10", 60000, 10, "train+test, 50,000 + 10,000"),
+        ("cifar100_20", 60000, 20, "train+test, 50,000 + 10,000; the 20 superclasses"),
+        ("imagenet_dogs", 19500, 15, "the 15 dog classes' training images only, 1,300 each"),
+        ("tiny_imagenet", 100000, 200, "training images only, 500 per class")):
+    _file = f"mca_{_name}_clip.npz"
+    _register(DatasetSpec(
+        name=f"mca_{_name}", file=_file, sha256=None, n_samples=_n, n_classes=_k, dims={"image": 512},
+        source="MCA Section 'Experimental Setup'",
+        description=f"{_name}: CLIP ViT-B/32 image embeddings (512-d; {_what}) with WordNet noun embeddings, for MCA",
+        used_by=("mca",), loader=_load_mca, available_here=False,
+        how_to_supply=(f"put {_file}, {MCA_NOUNS_FILE} and {MCA_WORDNET_FILE} in $MMCLUST_DATA (CLIP ViT-B/32 embeddings of the images "
+                       f"and of the WordNet nouns, made elsewhere: no CLIP weights here; layout in the README's 'Data' "
+                       f"section and mmclust.data.registry.MCA_FORMAT)"),
+        extra_files=(MCA_NOUNS_FILE, MCA_WORDNET_FILE)))
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -301,7 +370,7 @@ def status(name: str) -> str:
     spec = get_spec(name)
     if is_generated(spec):
         return "present"
-    if not spec.path.is_file():
+    if not spec.path.is_file() or not all(_mca_extra_path(f).is_file() for f in spec.extra_files):
         return "missing"
     if spec.sha256 is not None and sha256_of(spec.path) != spec.sha256:
         return "corrupt"
@@ -313,4 +382,9 @@ def data_sha256(name: str) -> str:
     spec = get_spec(name)
     if is_generated(spec):
         return spec.sha256
-    return spec.sha256 or sha256_of(_checked_path(spec))
+    digest = spec.sha256 or sha256_of(_checked_path(spec))
+    if not spec.extra_files:
+        return digest
+    # the side files are data too: a different vocabulary or WordNet is a different data set
+    parts = [digest] + [sha256_of(_checked_extra(spec, f)) for f in spec.extra_files]
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()

@@ -14,7 +14,7 @@ def _register_optional() -> None:
     import importlib
 
     for mod, name, cls in (("cigit_c", "cigit_c", "CIGITC"), ("jecl", "jecl", "JECL"), ("dec", "dec", "DEC"),
-                           ("dm2c", "dm2c", "DM2C"), ("dmim", "dmim", "DMIM")):
+                           ("dm2c", "dm2c", "DM2C"), ("dmim", "dmim", "DMIM"), ("mca", "mca", "MCA")):
         try:
             module = importlib.import_module(f"{__name__}.{mod}")
         except ModuleNotFoundError as err:

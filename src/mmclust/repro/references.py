@@ -154,13 +154,13 @@ def cell_key(c: ReferenceCell) -> tuple:
 def _reference_path(paper: str) -> Path:
     if paper not in PAPERS:
         raise ReferenceError(f"unknown paper {paper!r}; valid: {', '.join(PAPERS)}")
-    candidates = []
+    # a source tree run with PYTHONPATH=src reads its own files at the top level first: an editable install of
+    # another checkout in the same environment would otherwise serve that checkout's (maybe newer) files
+    candidates = [Path(__file__).resolve().parents[3] / "reference_results" / f"{paper}.toml"]
     try:
         candidates.append(resources.files("mmclust.reference_results") / f"{paper}.toml")
     except ModuleNotFoundError:
         pass
-    # a source tree that is not installed (PYTHONPATH=src): the files sit at the top level
-    candidates.append(Path(__file__).resolve().parents[3] / "reference_results" / f"{paper}.toml")
     for path in candidates:
         if path.is_file():
             return Path(str(path))
