@@ -152,3 +152,29 @@ def test_fingerprints_are_the_same_under_every_supported_python(tmp_path, versio
     assert here == [ci.code_fingerprint("mmclust.methods.dm2c", "DM2C"), ci.code_fingerprint("mmclust.methods.dmim", "DMIM"),
                     ci.code_fingerprint("mmclust.methods.cigit_c", "CIGITC")]
     assert there == here
+
+
+def test_every_module_of_the_data_package_is_in_every_fingerprint(tmp_path, monkeypatch):
+    """A loader module added to the data package later (a side-file reader, a file format) is covered without
+    being named anywhere: the package's folder is listed."""
+    name = "probe_always_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]
+    data = tmp_path / name / "data"
+    data.mkdir(parents=True)
+    (tmp_path / name / "__init__.py").write_text("")
+    (data / "__init__.py").write_text("")
+    (data / "loader.py").write_text("def load():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(ci, "ALWAYS_PACKAGES", (f"{name}.data",))
+    monkeypatch.setattr(ci, "ALWAYS_MODULES", ())
+    importlib.invalidate_caches()
+    assert f"{name}.data.loader" in ci._always()
+    real = set(ci.code_definitions.__wrapped__("mmclust.methods.baselines", "KMeansBaseline"))
+    assert f"{name}.data.loader:*" in real
+    (data / "newer.py").write_text("X = 1\n")
+    importlib.invalidate_caches()
+    assert f"{name}.data.newer" in ci._always()
+
+
+def test_the_real_data_package_is_covered_whole():
+    defs = ci.code_definitions("mmclust.methods.baselines", "KMeansBaseline")
+    assert {"mmclust.data.wordnet:*", "mmclust.data.protocols:*", "mmclust.metrics:*"} <= set(defs)

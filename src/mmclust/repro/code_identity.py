@@ -22,12 +22,18 @@ import ast
 import functools
 import hashlib
 import importlib.util
+import pkgutil
 
 __all__ = ["code_fingerprint", "code_definitions"]
 
 PACKAGE = "mmclust"
-ALWAYS = ("mmclust.data", "mmclust.data.dataset", "mmclust.data.protocols", "mmclust.data.registry",
-          "mmclust.data.synthetic", "mmclust.metrics")
+# What every run uses whatever the method, hashed whole: the data package (files, protocols and splits, the
+# registry and its loaders, side-file readers such as WordNet's) and the metrics. Every module of the package
+# is listed from its folder, so a loader added later is covered without being named here.
+ALWAYS_PACKAGES = ("mmclust.data",)
+ALWAYS_MODULES = ("mmclust.metrics",)
+ALWAYS = None  # None: computed by _always(); a tuple (tests) replaces it
+
 _EXCLUDED = ("mmclust.repro", "mmclust.cli")
 
 
@@ -76,6 +82,16 @@ def _module(name: str):
             for alias in node.names:
                 imports[alias.asname or alias.name.partition(".")[0]] = (alias.name if alias.asname else alias.name.partition(".")[0], None)
     return tree, defs, imports, package
+
+
+def _always() -> tuple[str, ...]:
+    out = set(ALWAYS_MODULES)
+    for package in ALWAYS_PACKAGES:
+        out.add(package)
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            out.update(f"{package}.{m.name}" for m in pkgutil.iter_modules([location]))
+    return tuple(sorted(out))
 
 
 def _ours(module: str | None) -> bool:
@@ -160,7 +176,7 @@ def _follow(module: str, chain: tuple[str, ...]) -> list[tuple[str, str]]:
 def code_definitions(module: str, name: str | None = None) -> tuple[str, ...]:
     """Every ``module:definition`` the given class/function depends on (``module:*`` for a whole module), sorted."""
     seen: set[tuple[str, str | None]] = set()
-    todo = [(module, name)] + [(m, None) for m in ALWAYS]
+    todo = [(module, name)] + [(m, None) for m in (_always() if ALWAYS is None else ALWAYS)]
     while todo:
         key = todo.pop()
         if key in seen:
