@@ -7,7 +7,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ..data import DataError, MultiModalDataset
 
-__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "view_means", "SINGLE_VIEW_VARIANTS"]
+__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "view_means", "SINGLE_VIEW_VARIANTS",
+           "check_float32_scale"]
 
 # Variants of the single-view baselines (the papers' "+ KM" / "+ DEC" rows): one view, or all side by side.
 SINGLE_VIEW_VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
@@ -51,6 +52,7 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
             raise TypeError(f"fit expects a MultiModalDataset, got {type(ds).__name__}")
         if len(ds.views) < min_views:
             raise DataError(f"{ds.name}: this method needs at least {min_views} views, got {list(ds.views)}")
+        check_float32_scale(ds)
         return ds
 
     def fit_predict(self, ds, y=None):  # noqa: D401 - sklearn signature
@@ -68,6 +70,30 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
                             f"got {dict(ds.dims)}")
         return ds
 
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_scale(ds: MultiModalDataset) -> None:
+    """Refuse features whose squared Euclidean distances cannot be held in float32.
+
+    Every method computes squared distances between rows (k-means, Student-t assignments) in float32: with
+    ``d`` features no larger than ``m`` in magnitude a squared distance is at most ``d * (2m)**2``. Past
+    float32's maximum it becomes inf and the clustering collapses to one cluster with only overflow warnings;
+    refusing names the problem (rescale the features) instead of returning a meaningless partition.
+    """
+    dims, worst, where = 0, 0.0, None
+    for v, x in ds.views.items():
+        rows = x[ds.present[v]]
+        dims += x.shape[1]
+        m = float(np.abs(rows).max()) if rows.size else 0.0
+        if m > worst:
+            worst, where = m, v
+    if dims and dims * (2.0 * worst) ** 2 > _FLOAT32_MAX:
+        raise DataError(f"{ds.name}: features up to {worst:.3g} in magnitude (view {where!r}): squared distances between "
+                        f"rows of {dims} features overflow float32 (max {_FLOAT32_MAX:.3g}); rescale the features "
+                        f"(e.g. standardise each view) so that their magnitudes stay below {0.5 * (_FLOAT32_MAX / dims) ** 0.5:.3g}")
 
 
 def view_means(ds: MultiModalDataset) -> dict:
