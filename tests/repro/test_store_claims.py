@@ -15,6 +15,7 @@ import textwrap
 import pytest
 
 from mmclust.cli import main
+from mmclust.methods import KMeansBaseline
 from mmclust.repro import store as store_mod
 from mmclust.repro.runner import RunSpec, _ids, execute_run
 from mmclust.repro.store import LEASE_S, Heartbeat, ResultStore, claim_is_stale, new_owner, owner_alive
@@ -130,9 +131,33 @@ def test_execute_run_refuses_an_absent_device_before_any_row(tmp_path):
     assert store.query() == []  # no row left `running` forever
 
 
+class _TakenOverMidFit(KMeansBaseline):
+    db = None
+
+    def fit(self, ds, y=None):
+        with sqlite3.connect(self.db) as conn:  # the successor's claim, made while this fit runs
+            conn.execute("UPDATE runs SET owner='successor-host:1:x', heartbeat_at=0 WHERE status='running'")
+        return super().fit(ds)
+
+
+def test_a_run_taken_over_mid_fit_leaves_its_successor_row_alone(tmp_path, monkeypatch):
+    """A slow owner presumed dead (heartbeat lost) finishes after a successor took its run: it writes nothing."""
+    from mmclust.methods import METHODS
+
+    db = tmp_path / "r.db"
+    monkeypatch.setattr(_TakenOverMidFit, "db", db)
+    monkeypatch.setitem(METHODS, "kmeans", _TakenOverMidFit)
+    store = ResultStore(db)
+    res = execute_run(RunSpec("kmeans", "synthetic", variant="concat"), store=store)
+    assert res["status"] == "taken" and res["owner"] == "successor-host:1:x"
+    (row,) = store.query()
+    assert row["status"] == "running" and row["metrics"] is None
+
+
 _RELEASED = textwrap.dedent("""
     import sys
     from mmclust.cli import main
+from mmclust.methods import KMeansBaseline
     import mmclust.methods, mmclust.repro.runner  # the slow imports happen before the start line
     sys.stdin.readline()
     sys.exit(main(sys.argv[1:]))
