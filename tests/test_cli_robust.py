@@ -13,6 +13,7 @@ import torch
 
 from mmclust.cli import main
 from mmclust.methods import METHODS, KMeansBaseline
+from mmclust.repro import report
 from mmclust.repro.store import ResultStore
 
 TOY_UCI = textwrap.dedent("""
@@ -104,6 +105,29 @@ def test_report_without_the_data_still_reports_the_stored_runs(tmp_path, monkeyp
     assert after[7] == _cell(before)[7] and after[7].endswith("(n=3, 0 failed)")  # the same runs, the same numbers
     assert after[9] == _cell(before)[9] != "data_absent"  # and the same verdict, from the store
     assert "uci_digits.mat is absent here now; from the stored runs" in after[10]
+
+
+def test_report_keeps_runs_on_a_user_supplied_file_that_is_gone(tmp_path, monkeypatch):
+    """A user's feature file has no registered sha256: its stored runs carry the only record of it."""
+    import numpy as np
+
+    from mmclust.data import make_multiview_blobs
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("MMCLUST_DATA", str(folder))
+    ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=0)
+    np.savez(folder / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy.toml").write_text(TOY_UCI.replace('"uci_digits"', '"dmim_iapr"'))
+    assert main(["reproduce", "toy.toml", "--runs", "3", "--quiet", "--no-plots"]) == 0
+    before = _cell((tmp_path / "reports" / "toy.md").read_text())
+    (folder / "dmim_iapr.npz").unlink()
+    report._paper_config.cache_clear()  # as in a new process: nothing remembered from when the file was there
+    assert main(["report", "toy.toml", "--no-plots"]) == 0
+    after = _cell((tmp_path / "reports" / "toy.md").read_text())
+    assert after[7] == before[7] and after[7].endswith("(n=3, 0 failed)") and after[9] == before[9]
+    assert "dmim_iapr.npz is absent here now" in after[10]
 
 
 def _cell(md: str) -> list[str]:

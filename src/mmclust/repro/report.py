@@ -25,14 +25,17 @@ __all__ = ["compare", "write_report", "configuration_runs"]
 
 
 @functools.lru_cache(maxsize=512)
-def _paper_config(method, variant, dataset, protocol, rate, split) -> tuple[str | None, str | None]:
-    """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code."""
+def _paper_config(method, variant, dataset, protocol, rate, split, data_sha256=None) -> tuple[str | None, str | None]:
+    """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code.
+
+    ``data_sha256`` stands in for the file's hash where the registry does not know it and the file is absent now
+    (a user-supplied feature file): the hash its stored runs recorded."""
     from ..data import DataError
     from .runner import RunSpec, _ids
 
     spec = RunSpec(method=method, dataset=dataset, variant=variant, protocol=protocol, missing_rate=rate, split=split)
     try:
-        ident = spec.identity()
+        ident = spec.identity(data_sha256=data_sha256)
     except (DataError, FileNotFoundError):
         return None, None
     return _ids(ident)[1], ident["code"]
@@ -51,6 +54,9 @@ def configuration_runs(store: ResultStore, method, variant, dataset, protocol, m
     rows = store.query(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=missing_rate)
     rows = [r for r in rows if (missing_rate is not None or r["missing_rate"] is None) and r.get("split") == split]
     want, code = _paper_config(method, variant, dataset, protocol, missing_rate, split)
+    recorded = {r["data_sha256"] for r in rows if r.get("data_sha256")}
+    if want is None and len(recorded) == 1:  # the file is absent now and only its stored runs know its hash
+        want, code = _paper_config(method, variant, dataset, protocol, missing_rate, split, recorded.pop())
     primary = [r for r in rows if want is not None and r.get("config_id") == want]
     other, stale = defaultdict(lambda: {"rows": [], "failed": 0}), 0
     for r in rows:

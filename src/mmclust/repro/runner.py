@@ -108,16 +108,26 @@ class RunSpec:
             params["random_state"] = self.seed
         return params
 
-    def identity(self) -> dict:
+    def identity(self, data_sha256: str | None = None) -> dict:
+        """The run's identity; ``data_sha256`` is used only where the data file cannot be hashed now (absent)."""
         params = {k: v for k, v in self.resolved_params().items() if k not in _NON_IDENTITY_PARAMS}
         cls = self.method_class()
         return {
             "method": self.method, "variant": self.variant, "dataset": self.dataset, "protocol": self.protocol,
             "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
             "split": parse_split(self.split), "seed": int(self.seed), "overrides": dict(self.overrides),
-            "params": params, "data_sha256": _registry.data_sha256(self.dataset),
+            "params": params, "data_sha256": _data_sha256(self.dataset, data_sha256),
             "code": code_fingerprint(cls.__module__, cls.__name__),
         }
+
+
+def _data_sha256(dataset: str, recorded: str | None) -> str:
+    try:
+        return _registry.data_sha256(dataset)
+    except FileNotFoundError:
+        if recorded is None:
+            raise
+        return recorded
 
 
 def _hash(blob: dict) -> str:
