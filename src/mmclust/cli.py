@@ -98,8 +98,9 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _not_run_lines(not_run: list[dict]) -> list[str]:
-    """One line per data set (absent vs corrupt, with the file and the fix) and per unimplemented method."""
+def _not_run_lines(not_run: list[dict], also_data=()) -> list[str]:
+    """One line per data set (absent vs corrupt, with the file and the fix) and per unimplemented method;
+    ``also_data``: further data sets that would make something runnable (a paper's claims' stand-ins)."""
     from .repro.validate import data_problem
 
     lines = {}
@@ -108,6 +109,10 @@ def _not_run_lines(not_run: list[dict]) -> list[str]:
             lines.setdefault(n["data"], f"  {data_problem(n['data']) or n['detail']}")
         else:
             lines.setdefault((n["method"], n["variant"]), f"  {n['method']}/{n['variant']}: {n['detail']}")
+    for d in also_data:
+        problem = data_problem(d)
+        if problem:
+            lines.setdefault(d, f"  {problem} (data its claims run on)")
     return list(lines.values())
 
 
@@ -143,9 +148,13 @@ def cmd_reproduce(args) -> int:
     for s in specs:
         s.validate()
     if not specs:
+        from .repro.references import load_references
+
+        claims_data = [] if args.table else [d for cl in load_references(args.paper).claims
+                                             for d in (*cl.datasets, *cl.stand_ins) if not args.dataset or d in args.dataset]
         print(f"mmclust: error: nothing of {args.paper} can run here"
               + (f" on {', '.join(args.dataset)}" if args.dataset else "") + ":", file=sys.stderr)
-        print("\n".join(_not_run_lines(not_run) or ["  (no cell matches)"]), file=sys.stderr)
+        print("\n".join(_not_run_lines(not_run, dict.fromkeys(claims_data)) or ["  (no cell matches)"]), file=sys.stderr)
         return EXIT_USAGE
     store = open_store_for(args.db)
     summary = reproduce(
