@@ -65,7 +65,6 @@ def _parse_overrides(pairs: list[str], method: str | None = None) -> dict:
 
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
-
     from .repro.validate import check_device, require_data
 
     spec = RunSpec(

@@ -157,7 +157,6 @@ def test_a_run_taken_over_mid_fit_leaves_its_successor_row_alone(tmp_path, monke
 _RELEASED = textwrap.dedent("""
     import sys
     from mmclust.cli import main
-from mmclust.methods import KMeansBaseline
     import mmclust.methods, mmclust.repro.runner  # the slow imports happen before the start line
     sys.stdin.readline()
     sys.exit(main(sys.argv[1:]))

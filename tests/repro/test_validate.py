@@ -128,7 +128,45 @@ def test_scale_check_bound_is_the_squared_distance_bound():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_kmeans_non_finite_inertia_is_a_divergence(monkeypatch):
-    monkeypatch.setattr(KMeansBaseline, "_check_dataset", staticmethod(lambda ds, min_views=1: ds))
+    import mmclust.methods.baselines as baselines
+
+    monkeypatch.setattr(baselines, "check_float32_scale", lambda ds: None)  # what the scale check cannot foresee
     with pytest.raises(DivergenceError, match="inertia"):
         KMeansBaseline(random_state=0).fit(_scaled(1e30))
+
+
+def test_a_constraints_table_does_not_change_a_methods_code_fingerprint():
+    """A table only refuses values before a run starts: adding one must not turn every stored run stale."""
+    import ast
+
+    from mmclust.repro.code_identity import _strip_docstrings
+
+    plain = ast.parse("class M:\n    VARIANTS = {}\n    def fit(self):\n        return 1\n").body[0]
+    tabled = ast.parse("class M:\n    VARIANTS = {}\n    _parameter_constraints = {'k': [int]}\n"
+                       "    def fit(self):\n        return 1\n").body[0]
+    changed = ast.parse("class M:\n    VARIANTS = {}\n    def fit(self):\n        return 2\n").body[0]
+    assert ast.dump(_strip_docstrings(plain)) == ast.dump(_strip_docstrings(tabled))
+    assert ast.dump(_strip_docstrings(plain)) != ast.dump(_strip_docstrings(changed))
+    assert "_parameter_constraints" in vars(METHODS["dm2c"]) and "_parameter_constraints" in vars(METHODS["dmim"])
+
+
+def test_string_options_are_refused_before_a_run():
+    with pytest.raises(DataError, match="'schedule' parameter of DM2C must be a str among"):
+        RunSpec("dm2c", "synthetic", overrides={"schedule": "nosuch"}).validate()
+    with pytest.raises(DataError, match="'uniform_on' parameter of DMIM"):
+        RunSpec("dmim", "synthetic", overrides={"uniform_on": "nosuch"}).validate()
+
+
+
+def test_the_runner_refuses_overflowing_features_for_every_method(tmp_path, monkeypatch):
+    """Deep methods would only meet a NaN loss; the runner records the clear reason instead, for any method."""
+    from mmclust.repro import runner
+    from mmclust.repro.store import ResultStore
+
+    monkeypatch.setattr(runner, "_cached_dataset", lambda name: _scaled(1e30))
+    store = ResultStore(tmp_path / "r.db")
+    res = runner.execute_run(RunSpec("dec", "synthetic", overrides={"max_epochs": 1, "pretrain_epochs": 0}), store=store)
+    assert res["status"] == "failed" and "overflow float32" in res["error"]
+    assert store.query()[0]["status"] == "failed"

@@ -52,7 +52,6 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
             raise TypeError(f"fit expects a MultiModalDataset, got {type(ds).__name__}")
         if len(ds.views) < min_views:
             raise DataError(f"{ds.name}: this method needs at least {min_views} views, got {list(ds.views)}")
-        check_float32_scale(ds)
         return ds
 
     def fit_predict(self, ds, y=None):  # noqa: D401 - sklearn signature

@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data import MultiModalDataset
 from ..runtime import seed_from
-from .base import SINGLE_VIEW_VARIANTS, DivergenceError, MultiModalClusterer, select_view, view_means
+from .base import SINGLE_VIEW_VARIANTS, DivergenceError, MultiModalClusterer, check_float32_scale, select_view, view_means
 
 __all__ = ["KMeansBaseline"]
 
@@ -42,6 +42,7 @@ class KMeansBaseline(MultiModalClusterer):
 
     def fit(self, ds, y=None):
         ds = self._check_dataset(ds)
+        check_float32_scale(ds)
         k = self._n_clusters(ds)
         self.view_fill_ = view_means(ds)
         x = select_view(ds, self.view, self.view_fill_)

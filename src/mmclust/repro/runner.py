@@ -241,6 +241,7 @@ def _compute(spec: RunSpec, ident: dict, run_id: str, device, quiet: bool) -> di
     import torch
 
     from ..methods import DivergenceError
+    from ..methods.base import check_float32_scale
 
     result = {"run_id": run_id, **{k: ident[k] for k in ("method", "variant", "dataset", "protocol", "missing_rate", "split", "seed")},
               "device": str(device), "metrics": None, "history": None, "error": None, "failed_epoch": None}
@@ -258,6 +259,7 @@ def _compute(spec: RunSpec, ident: dict, run_id: str, device, quiet: bool) -> di
         if "verbose" in params:
             params["verbose"] = not quiet
         estimator = spec.method_class()(**params)
+        check_float32_scale(train)  # every method: a clear refusal, not an overflowed partition or a NaN loss
         # the method sees features and k only: labels cannot reach fit, whatever the method does; k is the whole
         # data set's, even if a tiny class has no row among the training rows
         estimator.fit(train.replace(labels=None, class_names=ds.class_names))
