@@ -181,12 +181,12 @@ def load_references(paper_or_path: str | Path) -> References:
         raise ReferenceError(f"{where}: [meta] unit must be one of {list(_UNIT_SCALE)}, got {meta['unit']!r}")
     if "notes" in meta and (not isinstance(meta["notes"], list) or not all(isinstance(n, str) for n in meta["notes"])):
         raise ReferenceError(f"{where}: [meta] notes must be a list of strings")
-    if not isinstance(meta["paper"], str) or not meta["paper"].isidentifier():
-        # it names the report's files: a path ("../../x") would write outside the output folder
-        raise ReferenceError(f"{where}: [meta] paper must be a plain identifier (letters, digits, _), got {meta['paper']!r}")
     if meta["direction"] != "higher":
         raise ReferenceError(f"{where}: [meta] direction must be 'higher' (all clustering metrics here), got {meta['direction']!r}")
     paper = meta["paper"]
+    if not isinstance(paper, str) or not paper.isidentifier():
+        # it names the report's files: a path ("../../x") would write outside the output folder
+        raise ReferenceError(f"{where}: [meta] paper must be a plain identifier (letters, digits, _), got {paper!r}")
     refs = References(paper=paper, path=path, meta=meta)
     seen = {}
     for i, entry in enumerate(raw.get("result", [])):
