@@ -238,7 +238,7 @@ def _assessment_note(a) -> str:
 
 def _other_readings(c, row, store) -> list[dict]:
     """The same published cell against other readings of the paper's data: findings with numbers, no verdict."""
-    from ..data.registry import get_spec, status  # noqa: F401 - status kept: readers of this function use it
+    from ..data.registry import get_spec, status
 
     if row["verdict"] in ("data_absent", "data_corrupt", "not_implemented"):
         candidates = []
