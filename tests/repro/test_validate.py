@@ -170,3 +170,17 @@ def test_the_runner_refuses_overflowing_features_for_every_method(tmp_path, monk
     res = runner.execute_run(RunSpec("dec", "synthetic", overrides={"max_epochs": 1, "pretrain_epochs": 0}), store=store)
     assert res["status"] == "failed" and "overflow float32" in res["error"]
     assert store.query()[0]["status"] == "failed"
+
+
+class _OptionalSetting(KMeansBaseline):
+    def __init__(self, n_clusters=None, normalize=None):
+        self.n_clusters = n_clusters
+        self.normalize = normalize
+
+
+def test_a_none_default_other_than_n_clusters_is_left_to_the_method():
+    """None says nothing about the type a parameter takes (an option like normalize="l2"): not refused here."""
+    value = parse_override("normalize", "l2", None)
+    check_params(_OptionalSetting, {"normalize": value, "n_clusters": None})
+    with pytest.raises(DataError):
+        check_params(_OptionalSetting, {"normalize": value, "n_clusters": "l2"})

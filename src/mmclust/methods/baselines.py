@@ -49,11 +49,11 @@ class KMeansBaseline(MultiModalClusterer):
         self.scaler_ = StandardScaler().fit(x) if self.standardize else None
         km = _SKKMeans(n_clusters=k, n_init=self.n_init, random_state=seed_from(self.random_state))
         self.labels_ = km.fit_predict(self.scaler_.transform(x) if self.scaler_ else x).astype(np.int64)
-        if not np.isfinite(km.inertia_):  # the scale check bounds the input; this catches what it cannot foresee
-            raise DivergenceError(f"{ds.name}: k-means inertia is {km.inertia_} (float32 overflow); rescale the features", epoch=0)
         self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_
         self.history_ = [{"epoch": 0, "loss": float(km.inertia_)}]
+        if not np.isfinite(km.inertia_):  # the scale check bounds the input; this catches what it cannot foresee
+            raise DivergenceError(f"{ds.name}: k-means inertia is {km.inertia_} (float32 overflow); rescale the features", epoch=0)
         self.fitted_dims_ = dict(ds.dims)
         return self
 

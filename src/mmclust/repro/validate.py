@@ -66,7 +66,8 @@ def _by_default(default) -> list:
         return [tuple, list]
     if isinstance(default, str):
         return [str]
-    return [type(default)] if default is not None else [None]
+    # a None default says nothing about the type the parameter takes (an option, a size, ...): the method checks it
+    return [type(default)] if default is not None else ["no_validation"]
 
 
 def parameter_constraints(cls) -> dict:
