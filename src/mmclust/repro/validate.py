@@ -53,7 +53,7 @@ def _by_name(name: str) -> list | None:
     return None
 
 
-def _by_default(default) -> list:
+def _by_default(default) -> list | str:
     """Constraints implied by a default's type: counts and sizes are >= 1, real weights >= 0 and finite."""
     if isinstance(default, bool):
         return ["boolean"]
@@ -67,7 +67,7 @@ def _by_default(default) -> list:
     if isinstance(default, str):
         return [str]
     # a None default says nothing about the type the parameter takes (an option, a size, ...): the method checks it
-    return [type(default)] if default is not None else ["no_validation"]
+    return [type(default)] if default is not None else "no_validation"
 
 
 def parameter_constraints(cls) -> dict:
