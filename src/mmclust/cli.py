@@ -1,18 +1,21 @@
 """The ``mmclust`` command line: datasets | run | reproduce | report | results.
 
-Exit codes: 0 success, 1 a run or check failed, 2 bad usage (unknown name, impossible setting);
-a usage error writes nothing.
+Exit codes: 0 success, 1 a run or check failed, 2 bad usage (unknown name, impossible setting, a value of the
+wrong type or range, a device not present, data missing or corrupt for what was asked); a usage error writes
+nothing (every check runs before a store is opened).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 
 from .data import DataError
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 def _print_table(rows: list[list[str]], header: list[str], out=None) -> None:
@@ -40,7 +43,14 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
+def _parse_overrides(pairs: list[str], method: str | None = None) -> dict:
+    """``--set`` pairs as a dict; with a known ``method`` typed by its parameters' defaults (repro.validate)."""
+    from .methods import METHODS
+
+    if method in METHODS:
+        from .repro.validate import parse_overrides
+
+        return parse_overrides(METHODS[method], pairs)
     out = {}
     for p in pairs or []:
         if "=" not in p:
@@ -55,21 +65,28 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
+    from .repro.validate import check_device, require_data
 
     spec = RunSpec(
         method=args.method, variant=args.variant, dataset=args.dataset, protocol=args.protocol,
-        missing_rate=args.missing_rate, seed=args.seed, overrides=_parse_overrides(args.set),
+        missing_rate=args.missing_rate, seed=args.seed, overrides=_parse_overrides(args.set, args.method),
         device=args.device, split=args.split,
     )
     spec.validate()
+    require_data(spec.dataset)
+    check_device(spec.device)
     store = open_store_for(args.db) if args.db else None
     # with a store, a run already done is reported from the store, never recomputed over its row
     result = execute_run(spec, store=store, quiet=args.quiet)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
+    if result["status"] == "taken":
+        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {args.db}); not started",
+              file=sys.stderr)
+        return EXIT_FAILED
     if result["status"] != "done":
         print(f"run failed: {result.get('error')}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     m = result["metrics"]
     print(f"{spec.method} on {spec.dataset} ({spec.protocol}{'' if spec.missing_rate is None else f' {spec.missing_rate:.0%}'}, seed {spec.seed}):")
     train = m.pop("train", None)
@@ -80,15 +97,64 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _not_run_lines(not_run: list[dict], also_data=()) -> list[str]:
+    """One line per data set (absent vs corrupt, with the file and the fix) and per unimplemented method;
+    ``also_data``: further data sets that would make something runnable (a paper's claims' stand-ins)."""
+    from .repro.validate import data_problem
+
+    lines = {}
+    for n in not_run:
+        if n["why"] in ("data_absent", "data_corrupt"):
+            lines.setdefault(n["data"], f"  {data_problem(n['data']) or n['detail']}")
+        else:
+            lines.setdefault((n["method"], n["variant"]), f"  {n['method']}/{n['variant']}: {n['detail']}")
+    for d in also_data:
+        problem = data_problem(d)
+        if problem:
+            lines.setdefault(d, f"  {problem} (data its claims run on)")
+    return list(lines.values())
+
+
+def _write_report(paper, store, out, plots) -> list:
+    import warnings
+
+    from .repro.report import ReportKept, write_report
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReportKept)
+        paths = write_report(paper, store, out, plots=plots)
+    for w in caught:
+        if issubclass(w.category, ReportKept):
+            print(f"mmclust: note: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return paths
+
+
 def cmd_reproduce(args) -> int:
     from .repro.runner import build_grid, open_store_for, reproduce
+    from .repro.validate import check_count, check_device
 
-    # validate paper, table, runs before anything is written (unknown names exit 2)
-    build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device)
+    # validate paper, table, runs, jobs, epochs, device and every run before anything is written (exit 2)
+    check_count("--jobs", args.jobs)
+    check_device(args.device, available=args.engine == "local")  # Dask workers check their own devices
     from .data.registry import get_spec
 
     for d in args.dataset or []:
         get_spec(d)
+    specs, not_run = build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
+                                max_epochs=args.max_epochs, findings=args.with_findings)
+    for s in specs:
+        s.validate()
+    if not specs:
+        from .repro.references import load_references
+
+        claims_data = [] if args.table else [d for cl in load_references(args.paper).claims
+                                             for d in (*cl.datasets, *cl.stand_ins) if not args.dataset or d in args.dataset]
+        print(f"mmclust: error: nothing of {args.paper} can run here"
+              + (f" on {', '.join(args.dataset)}" if args.dataset else "") + ":", file=sys.stderr)
+        print("\n".join(_not_run_lines(not_run, dict.fromkeys(claims_data)) or ["  (no cell matches)"]), file=sys.stderr)
+        return EXIT_USAGE
     store = open_store_for(args.db)
     summary = reproduce(
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
@@ -96,23 +162,24 @@ def cmd_reproduce(args) -> int:
         max_epochs=args.max_epochs, findings=args.with_findings,
     )
     print(f"{args.paper}: {summary['done']} runs done, {summary['skipped']} already stored, {summary['failed']} failed"
-          f" -> {args.db}")
+          + (f", {summary['taken']} being computed by another process" if summary.get("taken") else "")
+          + f" -> {args.db}")
+    lines = _not_run_lines(summary["cells_not_run"])
+    if lines:
+        print("not run here (the report lists these cells):\n" + "\n".join(lines))
     if not args.no_report:
-        from .repro.report import write_report
-
-        paths = write_report(args.paper, store, args.out, plots=not args.no_plots)
+        paths = _write_report(args.paper, store, args.out, plots=not args.no_plots)
         print("report: " + ", ".join(str(p) for p in paths))
-    return 0
+    return EXIT_FAILED if summary["failed"] else 0
 
 
 def cmd_report(args) -> int:
     from .repro.references import load_references
-    from .repro.report import write_report
     from .repro.runner import open_store_for
 
     load_references(args.paper)
-    store = open_store_for(args.db, must_exist=True)
-    paths = write_report(args.paper, store, args.out, plots=not args.no_plots)
+    store = open_store_for(args.db, readonly=True)
+    paths = _write_report(args.paper, store, args.out, plots=not args.no_plots)
     for p in paths:
         print(p)
     return 0
@@ -121,7 +188,7 @@ def cmd_report(args) -> int:
 def cmd_results(args) -> int:
     from .repro.runner import open_store_for
 
-    store = open_store_for(args.db, must_exist=True)
+    store = open_store_for(args.db, readonly=True)
     rows = store.query(method=args.method, dataset=args.dataset, status=args.status)
     table = [[r["run_id"][:10], r["method"], r["variant"], r["dataset"], r["protocol"],
               "" if r["missing_rate"] is None else f"{r['missing_rate']:.2f}", r.get("split") or "all rows",
@@ -133,8 +200,40 @@ def cmd_results(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog is computed when help is shown (listing methods imports torch: not on
+    every start)."""
+
+    lazy_epilog = None
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)  # one list per epilog line
+        super().__init__(*args, **kwargs)
+
+    def format_help(self):
+        if self.lazy_epilog is not None:
+            self.epilog = self.lazy_epilog()
+        return super().format_help()
+
+
+def _valid_names(*which: str):
+    def epilog() -> str:
+        from .data.registry import REGISTRY
+        from .repro.references import PAPERS
+        from .repro.validate import VALID_DEVICES
+
+        lists = {"papers": lambda: PAPERS, "datasets": lambda: sorted(REGISTRY), "devices": lambda: VALID_DEVICES}
+        if "methods" in which:
+            from .methods import METHODS
+
+            lists["methods"] = lambda: sorted(METHODS)
+        return "\n".join(f"valid {w}: {', '.join(lists[w]())}" for w in which)
+
+    return epilog
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mmclust", description="Reproduce multimodal deep-clustering papers and check them against the published tables.")
+    p = _Parser(prog="mmclust", description="Reproduce multimodal deep-clustering papers and check them against the published tables.")
     p.add_argument("--version", action="version", version=f"mmclust {__import__('mmclust').__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -157,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--db", default=None, help="also store the result in this SQLite file")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
+    r.lazy_epilog = _valid_names("methods", "datasets", "devices")
 
     rp = sub.add_parser("reproduce", help="run a paper's published grid (resumable) and write the report")
     rp.add_argument("paper")
@@ -176,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--no-plots", action="store_true")
     rp.add_argument("--quiet", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
+    rp.lazy_epilog = _valid_names("papers", "datasets", "devices")
 
     rep = sub.add_parser("report", help="write the Markdown/HTML report (PNG plots with the plot extra)")
     rep.add_argument("paper")
@@ -183,12 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports")
     rep.add_argument("--no-plots", action="store_true")
     rep.set_defaults(func=cmd_report)
+    rep.lazy_epilog = _valid_names("papers")
 
     res = sub.add_parser("results", help="list stored runs")
     res.add_argument("--db", **common_db)
     res.add_argument("--method", default=None)
     res.add_argument("--dataset", default=None)
-    res.add_argument("--status", default=None, choices=[None, "done", "failed", "running"])
+    res.add_argument("--status", default=None, choices=["done", "failed", "running"])
     res.set_defaults(func=cmd_results)
     return p
 
@@ -204,6 +306,9 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     except FileNotFoundError as err:
         print(f"mmclust: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.DatabaseError as err:  # --db names something that is not a result store
+        print(f"mmclust: error: result store {getattr(args, 'db', '?')}: {err}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -94,3 +94,28 @@ def select_view(ds: MultiModalDataset, view: str, fill: dict | None = None) -> n
     fill = view_means(ds) if fill is None else fill
     parts = [np.where(ds.present[v][:, None], ds.views[v], fill[v]) for v in chosen]
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_scale(ds: MultiModalDataset) -> None:
+    """Refuse features whose squared Euclidean distances cannot be held in float32.
+
+    Every method computes squared distances between rows (k-means, Student-t assignments) in float32: with
+    ``d`` features no larger than ``m`` in magnitude a squared distance is at most ``d * (2m)**2``. Past
+    float32's maximum it becomes inf and the clustering collapses to one cluster with only overflow warnings;
+    refusing names the problem (rescale the features) instead of returning a meaningless partition.
+    """
+    dims, worst, where = 0, 0.0, None
+    for v, x in ds.views.items():
+        rows = x[ds.present[v]]
+        dims += x.shape[1]
+        m = float(abs(rows).max()) if rows.shape[0] and rows.size else 0.0  # abs(): dense or scipy sparse
+        if m > worst:
+            worst, where = m, v
+    if dims and dims * (2.0 * worst) ** 2 > _FLOAT32_MAX:
+        raise DataError(f"{ds.name}: features up to {worst:.3g} in magnitude (view {where!r}): squared distances between "
+                        f"rows of {dims} features overflow float32 (max {_FLOAT32_MAX:.3g}); rescale the features "
+                        f"(e.g. standardise each view) so that their magnitudes stay below {0.5 * (_FLOAT32_MAX / dims) ** 0.5:.3g}")
+

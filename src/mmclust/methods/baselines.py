@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..data import MultiModalDataset
 from ..runtime import seed_from
-from .base import SINGLE_VIEW_VARIANTS, MultiModalClusterer, select_view, view_means
+from .base import SINGLE_VIEW_VARIANTS, DivergenceError, MultiModalClusterer, check_float32_scale, select_view, view_means
 
 __all__ = ["KMeansBaseline"]
 
@@ -42,6 +42,7 @@ class KMeansBaseline(MultiModalClusterer):
 
     def fit(self, ds, y=None):
         ds = self._check_dataset(ds)
+        check_float32_scale(ds)
         k = self._n_clusters(ds)
         self.view_fill_ = view_means(ds)
         x = select_view(ds, self.view, self.view_fill_)
@@ -51,6 +52,8 @@ class KMeansBaseline(MultiModalClusterer):
         self.kmeans_ = km
         self.cluster_centers_ = km.cluster_centers_
         self.history_ = [{"epoch": 0, "loss": float(km.inertia_)}]
+        if not np.isfinite(km.inertia_):  # the scale check bounds the input; this catches what it cannot foresee
+            raise DivergenceError(f"{ds.name}: k-means inertia is {km.inertia_} (float32 overflow); rescale the features", epoch=0)
         self.fitted_dims_ = dict(ds.dims)
         return self
 

@@ -82,6 +82,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -256,6 +257,9 @@ class DM2C(MultiModalClusterer):
 
     VARIANTS = {"full": {}, "no_uni": {"unify": False}, "no_adv_no_uni": {"adversarial": False, "unify": False},
                 "official_code": {"schedule": "official"}}
+
+    # string options as a scikit-learn constraints table (checked before a run starts; see mmclust.repro.validate)
+    _parameter_constraints = {"schedule": [StrOptions(set(_SCHEDULES))]}
 
     def __init__(self, n_clusters=None, latent_dim=128, image_hidden=(1024, 256), text_hidden=(1024, 256),
                  generator_hidden=(256,), critic_hidden=32, lambda_cyc=1.0, lambda_rec=2.0, ae_lr=1e-3,

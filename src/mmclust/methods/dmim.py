@@ -63,6 +63,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from sklearn.utils._param_validation import StrOptions
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
@@ -241,6 +242,10 @@ class DMIM(MultiModalClusterer):
         "official_code": {"lr": 5e-4, "sie_estimator": "softmax_sample", "uniform_views": "image",
                           "uniform_on": "probabilities"},
     }
+
+    # string options as a scikit-learn constraints table (checked before a run starts; see mmclust.repro.validate)
+    _parameter_constraints = {"sie_estimator": [StrOptions(set(_SIE_ESTIMATORS))], "uniform_on": [StrOptions(set(_UNIFORM_ON))],
+                              "uniform_views": [StrOptions(set(_UNIFORM_VIEWS))]}
 
     def __init__(self, n_clusters=None, width=100, overcluster=True, overcluster_factor=10, sie=True,
                  sie_estimator="closed_form", uniform=True, uniform_views="both", uniform_on="logits",

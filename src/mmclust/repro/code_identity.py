@@ -114,14 +114,23 @@ def _canonical(node) -> str:
 
 
 def _strip_docstrings(node: ast.AST) -> ast.AST:
+    """A copy without docstrings, and without classes' ``_parameter_constraints`` tables: a table only refuses
+    values before a run starts (mmclust.repro.validate), so the runs it admits compute exactly what they did."""
     node = ast.parse(ast.unparse(node))  # a copy
     for n in ast.walk(node):
+        if isinstance(n, ast.ClassDef):
+            n.body = [s for s in n.body if not _is_constraints_table(s)] or [ast.Pass()]
         body = getattr(n, "body", None)
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and body \
                 and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
                 and isinstance(body[0].value.value, str):
             n.body = body[1:] or [ast.Pass()]
     return node
+
+
+def _is_constraints_table(stmt: ast.stmt) -> bool:
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
+    return any(isinstance(t, ast.Name) and t.id == "_parameter_constraints" for t in targets)
 
 
 def _resolve(module: str, name: str) -> list[tuple[str, str | None]]:

@@ -197,6 +197,9 @@ def load_references(paper_or_path: str | Path) -> References:
     if meta["direction"] != "higher":
         raise ReferenceError(f"{where}: [meta] direction must be 'higher' (all clustering metrics here), got {meta['direction']!r}")
     paper = meta["paper"]
+    if not isinstance(paper, str) or not paper.isidentifier():
+        # it names the report's files: a path ("../../x") would write outside the output folder
+        raise ReferenceError(f"{where}: [meta] paper must be a plain identifier (letters, digits, _), got {paper!r}")
     refs = References(paper=paper, path=path, meta=meta)
     seen = {}
     for i, entry in enumerate(raw.get("result", [])):
@@ -334,9 +337,10 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
             return
         seen.add(key)
         run_dataset, kind = None, None
-        if status(dataset) == "present":
+        state = status(dataset)
+        if state == "present":
             run_dataset, kind = dataset, kind_if_present
-        elif stand_in and status(stand_in) == "present":
+        elif state != "corrupt" and stand_in and status(stand_in) == "present":  # a corrupt file is never replaced silently
             run_dataset, kind = stand_in, "features_differ"
         if finding and run_dataset is not None:
             kind = "finding"
@@ -352,7 +356,14 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
             not_run.append({**base, "why": "not_implemented", "detail": f"variant {variant!r} of {method!r} is not implemented"})
         elif run_dataset is None:
             spec = get_spec(dataset)
-            not_run.append({**base, "why": "data_absent", "detail": f"needs {spec.file} in $MMCLUST_DATA: {spec.how_to_supply or spec.source}"})
+            corrupt = next((d for d in (dataset, stand_in) if d and status(d) == "corrupt"), None)
+            if corrupt:
+                bad = get_spec(corrupt)
+                not_run.append({**base, "why": "data_corrupt", "data": corrupt, "file": bad.file, "detail":
+                                f"{bad.file} in $MMCLUST_DATA is corrupt (sha256 mismatch): replace it with an intact copy of {bad.source}"})
+            else:
+                not_run.append({**base, "why": "data_absent", "data": dataset, "file": spec.file,
+                                "detail": f"needs {spec.file} in $MMCLUST_DATA: {spec.how_to_supply or spec.source}"})
         elif (method, variant, run_dataset, protocol, rate, split) not in runs_seen:
             runs_seen.add((method, variant, run_dataset, protocol, rate, split))
             plan.append({**base, "run_dataset": run_dataset, "verdict_kind": kind})

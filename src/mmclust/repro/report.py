@@ -10,6 +10,8 @@ import functools
 import html
 import json
 import math
+import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,14 +25,17 @@ __all__ = ["compare", "write_report", "configuration_runs"]
 
 
 @functools.lru_cache(maxsize=512)
-def _paper_config(method, variant, dataset, protocol, rate, split) -> tuple[str | None, str | None]:
-    """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code."""
+def _paper_config(method, variant, dataset, protocol, rate, split, data_sha256=None) -> tuple[str | None, str | None]:
+    """``(config_id, code fingerprint)`` of a configuration at the paper's settings under the current code.
+
+    ``data_sha256`` stands in for the file's hash where the registry does not know it and the file is absent now
+    (a user-supplied feature file): the hash its stored runs recorded."""
     from ..data import DataError
     from .runner import RunSpec, _ids
 
     spec = RunSpec(method=method, dataset=dataset, variant=variant, protocol=protocol, missing_rate=rate, split=split)
     try:
-        ident = spec.identity()
+        ident = spec.identity(data_sha256=data_sha256)
     except (DataError, FileNotFoundError):
         return None, None
     return _ids(ident)[1], ident["code"]
@@ -49,6 +54,9 @@ def configuration_runs(store: ResultStore, method, variant, dataset, protocol, m
     rows = store.query(method=method, variant=variant, dataset=dataset, protocol=protocol, missing_rate=missing_rate)
     rows = [r for r in rows if (missing_rate is not None or r["missing_rate"] is None) and r.get("split") == split]
     want, code = _paper_config(method, variant, dataset, protocol, missing_rate, split)
+    recorded = {r["data_sha256"] for r in rows if r.get("data_sha256")}
+    if want is None and len(recorded) == 1:  # the file is absent now and only its stored runs know its hash
+        want, code = _paper_config(method, variant, dataset, protocol, missing_rate, split, recorded.pop())
     primary = [r for r in rows if want is not None and r.get("config_id") == want]
     other, stale = defaultdict(lambda: {"rows": [], "failed": 0}), 0
     for r in rows:
@@ -135,15 +143,13 @@ def _stand_in_findings(refs, store) -> list[dict]:
 
     The claims themselves look at one metric; a reader judging a finding wants the whole picture.
     """
-    from ..data.registry import status
-
     seen, rows = set(), []
     for claim in refs.claims:
         members = [claim.better, *claim.worse] if claim.kind == "greater" else [claim.subject]
         members += [{"method": refs.paper, "variant": v} for v in refs.beside
                     if any(w["method"] == refs.paper for w in members)]
         for d in claim.stand_ins:
-            if status(d) != "present":
+            if not _readable(d, store):
                 continue
             split = refs.split_for(d, claim)
             for rate in list(claim.missing_rates) or [None]:
@@ -162,14 +168,32 @@ def _stand_in_findings(refs, store) -> list[dict]:
     return sorted(rows, key=lambda r: order.index(r["dataset"]))  # one data set's rows together
 
 
+def _stored_reading(c, store) -> dict | None:
+    """Where a cell's data are absent or corrupt *now* but its runs are stored: the reading they were made on
+    (the paper's data, else its stand-in), as a plan entry. The report shows them: it never hides stored runs."""
+    from ..data.registry import get_spec
+
+    for dataset, kind in ((c.dataset, "test"), (c.stand_in, "features_differ")):
+        if dataset is None:
+            continue
+        split = "dataset" if c.split is not None and get_spec(dataset).fixed_split else c.split
+        got = configuration_runs(store, c.method, c.variant, dataset, c.protocol, c.missing_rate, split)
+        if got["rows"] or got["failed"] or got["unfinished"] or got["other"]:
+            return {"run_dataset": dataset, "split": split, "verdict_kind": kind}
+    return None
+
+
 def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | None]:
     cfg = c.config[:5]
     row = {"cell": c, "published": c.value, "band": band(c.std, c.resolution), "run_dataset": None, "split": c.split,
            "mean": None, "std": None, "n": 0, "failed": 0, "wall_time_s": None, "detail": "", "assessment": None,
            "config": None}
-    got = None
-    if cfg in plan_by_cfg:
-        p = plan_by_cfg[cfg]
+    got, p, now = None, plan_by_cfg.get(cfg), ""
+    why = absent_by_cfg.get(cfg)
+    if p is None and why is not None and why["why"] in ("data_absent", "data_corrupt"):
+        p = _stored_reading(c, store)
+        now = f"{why.get('file', 'the data file')} is {'absent' if why['why'] == 'data_absent' else 'corrupt'} here now; from the stored runs"
+    if p is not None:
         row["run_dataset"], row["split"] = p["run_dataset"], p["split"]
         row["config"] = (c.method, c.variant, p["run_dataset"], c.protocol, c.missing_rate, p["split"])
         got = configuration_runs(store, *row["config"])
@@ -189,8 +213,9 @@ def _compare_cell(c, plan_by_cfg, absent_by_cfg, store) -> tuple[dict, dict | No
             row["detail"] = _assessment_note(a)
             if got["unfinished"]:
                 row["detail"] += f"; {got['unfinished']} run(s) still marked running (in progress, or killed: rerun the sweep)"
+        if now:
+            row["detail"] = (row["detail"] + "; " if row["detail"] else "") + now
     else:
-        why = absent_by_cfg.get(cfg)
         row["verdict"] = why["why"] if why else "data_absent"
         row["detail"] = why["detail"] if why else ""
     if c.uncertain and c.note:
@@ -219,11 +244,11 @@ def _other_readings(c, row, store, beside=()) -> list[dict]:
     (e.g. the authors' code's settings) on the cell's own reading: findings with numbers, no verdict."""
     from ..data.registry import get_spec, status
 
-    if row["verdict"] in ("data_absent", "not_implemented"):
+    if row["verdict"] in ("data_absent", "data_corrupt", "not_implemented"):
         candidates = []
     else:
         candidates = [(alt, "dataset" if c.split and get_spec(alt).fixed_split else c.split, f"reading {alt}")
-                      for alt in c.also_on if status(alt) == "present"]
+                      for alt in c.also_on if _readable(alt, store)]
         if c.split is not None and row["run_dataset"]:
             candidates.append((row["run_dataset"], None, "all rows (fit and score on the same rows, no held-out split)"))
         if row["run_dataset"]:
@@ -239,6 +264,13 @@ def _other_readings(c, row, store, beside=()) -> list[dict]:
         out.append({"cell": c, "dataset": dataset, "split": split, "what": what, "mean": mean, "std": sd, "n": len(vals),
                     "failed": got["failed"]})
     return out
+
+
+def _readable(dataset: str, store) -> bool:
+    """Data to report on: the file is present, or runs on it are stored (shown even when the file is gone now)."""
+    from ..data.registry import status
+
+    return status(dataset) == "present" or bool(store.query(dataset=dataset))
 
 
 def _config_values(store, who, dataset, protocol, rate, metric, split) -> tuple[dict, int]:
@@ -260,11 +292,9 @@ def _paired(better: dict, worse: dict) -> dict | None:
 
 
 def _evaluate_claim(claim, refs, store) -> dict:
-    from ..data.registry import status
-
     results = []
     for d in tuple(claim.datasets) + tuple(claim.stand_ins):
-        if status(d) != "present":
+        if not _readable(d, store):
             continue
         split = refs.split_for(d, claim)
         nature = "test" if d in claim.datasets else "finding"
@@ -375,7 +405,8 @@ def _other_rows(cmp: dict) -> list[list[str]]:
 
 
 _HEADER = ["table", "method", "variant", "dataset", "protocol", "metric", "published %", "reproduced % (mean ± std)", "band", "verdict", "notes"]
-_ORDER = ("reproduced", "below", "above", "inconclusive", "unstable", "features_differ", "data_absent", "not_implemented", "unreadable")
+_ORDER = ("reproduced", "below", "above", "inconclusive", "unstable", "features_differ", "data_absent", "data_corrupt",
+          "not_implemented", "unreadable")
 
 
 def _summary_line(cmp: dict) -> str:
@@ -592,13 +623,47 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
     return figures
 
 
+def runs_shown(cmp: dict) -> int:
+    """How many stored runs a report shows (cells, other readings, other settings, findings), failures included."""
+    return (sum(r["n"] + r["failed"] for r in cmp["rows"]) + sum(r["n"] + r["failed"] for r in cmp.get("readings", []))
+            + sum(len(g["rows"]) + g["failed"] for g in cmp.get("other_configs", []))
+            + sum(f["n"] + f["failed"] for f in cmp.get("findings", [])))
+
+
+_RUNS_MARK = re.compile(r"<!-- mmclust report: (\d+) stored runs shown -->")
+
+
+def _runs_in_report(md: Path) -> int | None:
+    try:
+        found = _RUNS_MARK.search(md.read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
 def write_report(paper: str, store: ResultStore, out_dir: str | Path = "reports", plots: bool = True) -> list[Path]:
-    """Write ``<paper>.md`` and ``<paper>.html`` (+ PNG figures) into ``out_dir``; returns the paths."""
+    """Write ``<paper>.md`` and ``<paper>.html`` (+ PNG figures) into ``out_dir``; returns the paths.
+
+    A report never replaces one that shows more stored runs (another store, say): it is then written beside it
+    as ``<paper>.fewer-runs.md`` / ``.html`` (no figures, which would overwrite the fuller report's) and a
+    :class:`ReportKept` warning says so.
+    """
     cmp = compare(paper, store)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    shown = runs_shown(cmp)
+    stem = cmp["paper"]
+    held = _runs_in_report(out / f"{stem}.md")
+    if held is not None and held > shown:
+        warnings.warn(ReportKept(f"{out / (stem + '.md')} shows {held} stored runs, this report {shown}: kept it, and wrote "
+                                 f"this one beside it as {stem}.fewer-runs.md / .html"), stacklevel=2)
+        stem, plots = f"{stem}.fewer-runs", False
     figures = _plots(cmp, out) if plots else []
-    md, page = out / f"{cmp['paper']}.md", out / f"{cmp['paper']}.html"
-    md.write_text(render_markdown(cmp, figures), encoding="utf-8")
+    md, page = out / f"{stem}.md", out / f"{stem}.html"
+    md.write_text(render_markdown(cmp, figures) + f"\n<!-- mmclust report: {shown} stored runs shown -->\n", encoding="utf-8")
     page.write_text(render_html(cmp, figures), encoding="utf-8")
     return [md, page, *figures]
+
+
+class ReportKept(UserWarning):
+    """A fuller report was kept and the new one written beside it."""

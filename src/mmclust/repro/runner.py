@@ -12,6 +12,7 @@ metrics as the run's metrics (the papers' held-out protocol) with the training m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -32,7 +33,8 @@ from ..data import registry as _registry
 from ..data.protocols import PROTOCOLS, protocol_rows, split_test_size, count_test_rows
 from ..metrics import score
 from .code_identity import code_fingerprint
-from .store import ResultStore
+from .store import Heartbeat, ResultStore, new_owner
+from . import validate as _validate
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
            "environment_fingerprint"]
@@ -87,7 +89,9 @@ class RunSpec:
             count_test_rows(_registry.get_spec(self.dataset).n_samples, split_test_size(split), self.dataset)
         if split is not None and not hasattr(cls, "predict"):
             raise DataError(f"method {self.method!r} has no predict, so it cannot be scored on held-out rows")
-        self.resolved_params()
+        _validate.check_seed(self.seed)
+        _validate.check_device(self.device, available=False)  # a name torch knows; presence is checked where it runs
+        _validate.check_params(cls, self.resolved_params())
         return self
 
     def resolved_params(self) -> dict:
@@ -104,16 +108,26 @@ class RunSpec:
             params["random_state"] = self.seed
         return params
 
-    def identity(self) -> dict:
+    def identity(self, data_sha256: str | None = None) -> dict:
+        """The run's identity; ``data_sha256`` is used only where the data file cannot be hashed now (absent)."""
         params = {k: v for k, v in self.resolved_params().items() if k not in _NON_IDENTITY_PARAMS}
         cls = self.method_class()
         return {
             "method": self.method, "variant": self.variant, "dataset": self.dataset, "protocol": self.protocol,
             "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
             "split": parse_split(self.split), "seed": int(self.seed), "overrides": dict(self.overrides),
-            "params": params, "data_sha256": _registry.data_sha256(self.dataset),
+            "params": params, "data_sha256": _data_sha256(self.dataset, data_sha256),
             "code": code_fingerprint(cls.__module__, cls.__name__),
         }
+
+
+def _data_sha256(dataset: str, recorded: str | None) -> str:
+    try:
+        return _registry.data_sha256(dataset)
+    except FileNotFoundError:
+        if recorded is None:
+            raise
+        return recorded
 
 
 def _hash(blob: dict) -> str:
@@ -187,12 +201,12 @@ def _peak_cpu_mb() -> float | None:
 def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = True, force: bool = False) -> dict:
     """Run one configuration and (with a store) record it. Never raises for a failed fit.
 
-    With a store, a run already ``done`` is skipped (returns the stored row) unless ``force``.
-    A fit that raises or diverges is recorded as ``failed`` with its error and epoch.
+    With a store, a run already ``done`` is skipped (returns the stored row) unless ``force``, and a run is
+    claimed before it is computed: when another live process holds it, nothing is computed and the result has
+    ``status="taken"`` and that ``owner``. A fit that raises or diverges is recorded as ``failed`` with its error
+    and epoch. Usage problems (bad settings, a device not present, data missing or corrupt) raise
+    :class:`DataError` before any row is written.
     """
-    import torch
-
-    from ..methods import DivergenceError
     from ..runtime import resolve_device
 
     spec.validate()
@@ -202,9 +216,33 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         row = store.get(run_id)
         row["skipped"] = True
         return row
+    _validate.require_data(spec.dataset)
+    device = resolve_device(_validate.check_device(spec.device))
+    owner = new_owner()
+    if store is not None and not store.claim(run_id, ident, owner, retake_done=force):
+        row = store.get(run_id)
+        if row["status"] == "done":  # finished by another process since the look above
+            return {**row, "skipped": True}
+        return {"run_id": run_id, "status": "taken", "owner": row["owner"], "metrics": None}
+    with (Heartbeat(store.path, run_id, owner) if store is not None else contextlib.nullcontext()):
+        result = _compute(spec, ident, run_id, device, quiet)
     if store is not None:
-        store.start(run_id, ident)
-    device = resolve_device(spec.device)
+        owned = store.finish(run_id, status=result["status"], metrics=result["metrics"], history=_jsonable(result["history"]),
+                             wall_time_s=result["wall_time_s"], peak_cpu_mb=result["peak_cpu_mb"],
+                             peak_cuda_mb=result["peak_cuda_mb"], device=result["device"], environment=result["environment"],
+                             git_sha=result["git_sha"], error=result["error"], failed_epoch=result["failed_epoch"], owner=owner)
+        if not owned:  # presumed dead and taken over meanwhile: the successor's row stands
+            result["status"], result["owner"] = "taken", (store.get(run_id) or {}).get("owner")
+    return result
+
+
+def _compute(spec: RunSpec, ident: dict, run_id: str, device, quiet: bool) -> dict:
+    """Fit and score one claimed run; never raises for a failed fit."""
+    import torch
+
+    from ..methods import DivergenceError
+    from ..methods.base import check_float32_scale
+
     result = {"run_id": run_id, **{k: ident[k] for k in ("method", "variant", "dataset", "protocol", "missing_rate", "split", "seed")},
               "device": str(device), "metrics": None, "history": None, "error": None, "failed_epoch": None}
     t0 = time.perf_counter()
@@ -221,6 +259,7 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         if "verbose" in params:
             params["verbose"] = not quiet
         estimator = spec.method_class()(**params)
+        check_float32_scale(train)  # every method: a clear refusal, not an overflowed partition or a NaN loss
         # the method sees features and k only: labels cannot reach fit, whatever the method does; k is the whole
         # data set's, even if a tiny class has no row among the training rows
         estimator.fit(train.replace(labels=None, class_names=ds.class_names))
@@ -241,11 +280,6 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
     result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     result["environment"] = environment_fingerprint()
     result["git_sha"] = _git_sha()
-    if store is not None:
-        store.finish(run_id, status=result["status"], metrics=result["metrics"], history=_jsonable(result["history"]),
-                     wall_time_s=result["wall_time_s"], peak_cpu_mb=result["peak_cpu_mb"], peak_cuda_mb=result["peak_cuda_mb"],
-                     device=result["device"], environment=result["environment"], git_sha=result["git_sha"],
-                     error=result["error"], failed_epoch=result["failed_epoch"])
     return result
 
 
@@ -263,11 +297,12 @@ def _jsonable(history):
     return [{k: clean(v) for k, v in row.items()} for row in history]
 
 
-def open_store_for(path: str | os.PathLike, must_exist: bool = False) -> ResultStore:
+def open_store_for(path: str | os.PathLike, must_exist: bool = False, readonly: bool = False) -> ResultStore:
+    """The store at ``path``; ``readonly`` (readers: results, report) opens an existing one without writing."""
     path = Path(path)
-    if must_exist and not path.is_file():
+    if (must_exist or readonly) and not path.is_file():
         raise FileNotFoundError(f"result store {path} does not exist; run `mmclust reproduce` first or pass --db")
-    return ResultStore(path)
+    return ResultStore(path, readonly=readonly)
 
 
 # -- grids --------------------------------------------------------------------------------------
@@ -282,8 +317,9 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     """
     from .references import load_references, run_plan
 
-    if runs < 1:
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise DataError(f"runs must be >= 1, got {runs}")
+    _validate.check_count("--max-epochs", max_epochs)
     refs = load_references(paper)
     plan, skipped = run_plan(refs, table=table, datasets=datasets, findings=findings)
     specs = []
@@ -313,7 +349,7 @@ def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool) -> dict:
     store = ResultStore(db_path)
     try:
         res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet)
-        return {"run_id": res["run_id"], "status": res["status"], "skipped": bool(res.get("skipped"))}
+        return {"run_id": res["run_id"], "status": res["status"], "skipped": bool(res.get("skipped")), "owner": res.get("owner")}
     finally:
         store.close()
 
@@ -324,7 +360,10 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
 
     Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
-    because every finished run is one committed row and is skipped on restart.
+    because every finished run is one committed row and is skipped on restart. Concurrent sweeps on one store
+    share the work: each run is claimed before it is computed (see :meth:`ResultStore.claim`), and a run another
+    live process holds is counted under ``taken``, not computed again. Every run is validated before the first
+    one starts, so a bad setting stops the sweep before anything is written.
     """
     from tqdm.auto import tqdm
 
@@ -333,8 +372,11 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     store = store or ResultStore("results.db")
     specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs,
                                       findings=findings)
+    for s in specs:
+        s.validate()
     todo = [s for s in specs if store.status_of(run_id_of(s)) != "done"]
-    summary = {"planned": len(specs), "skipped": len(specs) - len(todo), "done": 0, "failed": 0, "cells_not_run": skipped_cells}
+    summary = {"planned": len(specs), "skipped": len(specs) - len(todo), "done": 0, "failed": 0, "taken": 0,
+               "cells_not_run": skipped_cells}
     if not todo:
         return summary
     payload = [asdict(s) for s in todo]
@@ -342,7 +384,7 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
         outcomes = []
         for s in tqdm(todo, desc=f"{Path(paper).stem} runs", disable=quiet, unit="run"):
             res = execute_run(s, store=store, quiet=quiet)  # epoch bars nest under the run bar
-            outcomes.append({"status": res["status"]})
+            outcomes.append({"status": res["status"], "skipped": bool(res.get("skipped"))})
     elif engine == "local":
         from joblib import Parallel, delayed
 
@@ -350,7 +392,12 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     else:
         outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet)
     for o in outcomes:
-        summary["done" if o["status"] == "done" else "failed"] += 1
+        if o.get("skipped"):  # finished by another process after this sweep listed it
+            summary["skipped"] += 1
+        elif o["status"] == "taken":
+            summary["taken"] += 1
+        else:
+            summary["done" if o["status"] == "done" else "failed"] += 1
     return summary
 
 

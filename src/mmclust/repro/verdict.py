@@ -21,7 +21,7 @@ that is optional stopping, which inflates false verdicts. Fix the number of runs
 
 Other verdicts need no comparison: ``features_differ`` (the paper's samples with other features: shown
 beside the published value, never pass/fail), ``data_absent`` (the file needed, and how to supply it),
-``not_implemented``, ``unreadable`` (the published cell could not be transcribed).
+``data_corrupt`` (the file is there but fails its sha256 check: replace it), ``not_implemented``, ``unreadable`` (the published cell could not be transcribed).
 
 Why these numbers: deep-clustering runs on these data sets spread by 1-3 points of ACC between seeds
 (MCA's Table 1 stds reach 2.5 points; CIGIT-C averages 10 runs without reporting a spread). A 3-point
@@ -48,7 +48,7 @@ MAX_FAILED_FRACTION = 0.2  # "more than one run in five failed" -> unstable
 CONFIDENCE = 0.95
 
 VERDICTS = ("reproduced", "below", "above", "inconclusive", "unstable", "features_differ", "data_absent",
-            "not_implemented", "unreadable")
+            "data_corrupt", "not_implemented", "unreadable")
 CLAIM_OUTCOMES = ("holds", "level", "fails", "inconclusive", "unstable")
 
 
