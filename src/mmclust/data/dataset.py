@@ -73,8 +73,9 @@ class MultiModalDataset:
                 raise DataError(f"{name}: view {view!r} has {x.shape[0]} rows but " + (f"there are {n} labels" if labels is not None else f"the first view has {n}"))
             if x.shape[1] == 0:
                 raise DataError(f"{name}: view {view!r} has no features")
-            if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
-                raise DataError(f"{name}: view {view!r} is not numeric (dtype {x.dtype})")
+            if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)) or np.issubdtype(x.dtype, np.complexfloating):
+                kind = "Complex data not supported" if np.issubdtype(x.dtype, np.complexfloating) else "not numeric"
+                raise DataError(f"{name}: view {view!r} is not real-valued numeric (dtype {x.dtype}; {kind})")
             mask = present_in.get(view)
             mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
             if mask.shape != (n,) or mask.dtype != np.bool_:
@@ -88,7 +89,7 @@ class MultiModalDataset:
                 row = int(np.flatnonzero(mask)[np.argmax(bad)])
                 col = int(np.argmax(~np.isfinite(x[row])))
                 raise DataError(
-                    f"{name}: view {view!r} row {row} column {col} is {x[row, col]} (non-finite) although the view is marked present"
+                    f"{name}: view {view!r} row {row} column {col} is {x[row, col]} (NaN or inf: non-finite) although the view is marked present"
                 )
             x.flags.writeable = False
             mask = mask.copy()
@@ -222,7 +223,7 @@ def _checked_sparse(x, mask: np.ndarray, name: str, view: str):
         if hit.size:
             i = hit[0]
             raise DataError(f"{name}: view {view!r} row {int(rows[i])} column {int(cols[i])} is {x.data[bad][i]} "
-                            f"(non-finite) although the view is marked present")
+                            f"(NaN or inf: non-finite) although the view is marked present")
     for a in (x.data, x.indices, x.indptr):
         _read_only(a)
     return x

@@ -316,8 +316,10 @@ def _shape(x) -> tuple:
 
 
 def _keys(variables) -> str:
-    return ", ".join(f"{k} ({'cell' if isinstance(v, list) else _shape(v) if v is not None else 'not data'})"
-                     for k, v in variables.items()) or "nothing"
+    def kind(v):
+        return "cell" if isinstance(v, list) else "not data" if v is None else "x".join(map(str, _shape(v)))
+
+    return ", ".join(f"{k} ({kind(v)})" for k, v in variables.items()) or "nothing"
 
 
 def _ids_text(ids) -> str:

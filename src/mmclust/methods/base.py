@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as _sp
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError
 
 from ..data import DataError, MultiModalDataset
 
@@ -52,6 +53,13 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
     # How many views the method takes (None: any number); a run on a user's file with more picks the first N_VIEWS.
     N_VIEWS = None
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # taken as is (accepts_sparse) or densified with a memory check
+        tags.input_tags.allow_nan = False  # NaN only in rows a view is marked missing (MultiModalDataset.present)
+        tags.non_deterministic = False  # random_state makes a CPU fit repeatable
+        return tags
+
     def _check_dataset(self, ds, min_views: int = 1) -> MultiModalDataset:
         """``ds`` as a MultiModalDataset (a list or dict of arrays is wrapped, see :func:`as_dataset`), densified
         unless the method ``accepts_sparse``, with at least ``min_views`` views."""
@@ -70,7 +78,7 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
         ds = self._check_dataset(ds)
         dims = getattr(self, "fitted_dims_", None)
         if dims is None:
-            raise DataError(f"{type(self).__name__} is not fitted yet: call fit before predict")
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit before predict")
         # in the fitted order too: methods read "the first view" as the image, and equal widths would hide a swap
         if list(ds.dims.items()) != list(dims.items()):
             raise DataError(f"{ds.name}: predict needs the views the model was fitted on, in that order, {dims}; "
@@ -87,11 +95,13 @@ def as_dataset(x) -> MultiModalDataset:
     """
     if isinstance(x, MultiModalDataset):
         return x
+    if _sp.issparse(x):  # before the dict test: scipy's DOK matrix is a dict
+        return MultiModalDataset({"view0": x}, labels=None, name="input")
     if isinstance(x, dict):
         return MultiModalDataset(dict(x), labels=None, name="input")
     if isinstance(x, (list, tuple)) and x and all(_sp.issparse(v) or np.ndim(v) == 2 for v in x):
         return MultiModalDataset({f"view{i}": v for i, v in enumerate(x)}, labels=None, name="input")
-    if _sp.issparse(x) or np.ndim(x) == 2:
+    if np.ndim(x) == 2:
         return MultiModalDataset({"view0": x}, labels=None, name="input")
     raise DataError(f"fit expects a MultiModalDataset, a dict or list of (n, d) arrays or one (n, d) array; "
                     f"got {type(x).__name__} of shape {np.shape(x)}")
