@@ -90,8 +90,9 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
 def as_dataset(x) -> MultiModalDataset:
     """What scikit-learn users pass to ``fit``, as a MultiModalDataset without labels.
 
-    A MultiModalDataset is returned as is; a dict of arrays keeps its names; a list or tuple of arrays becomes views
-    ``view0``, ``view1``, ...; a single 2-d array (dense or sparse) is one view ``view0``. Samples in rows.
+    A MultiModalDataset is returned as is; a dict of arrays keeps its names; a list or tuple of 2-d arrays becomes views
+    ``view0``, ``view1``, ...; a single 2-d array (dense or sparse, or a list of rows) is one view ``view0``.
+    Samples in rows.
     """
     if isinstance(x, MultiModalDataset):
         return x
@@ -101,7 +102,7 @@ def as_dataset(x) -> MultiModalDataset:
         return MultiModalDataset(dict(x), labels=None, name="input")
     if isinstance(x, (list, tuple)) and x and all(_sp.issparse(v) or np.ndim(v) == 2 for v in x):
         return MultiModalDataset({f"view{i}": v for i, v in enumerate(x)}, labels=None, name="input")
-    if np.ndim(x) == 2:
+    if np.ndim(x) == 2:  # one matrix, also as a list of rows (scikit-learn's array-like)
         return MultiModalDataset({"view0": x}, labels=None, name="input")
     raise DataError(f"fit expects a MultiModalDataset, a dict or list of (n, d) arrays or one (n, d) array; "
                     f"got {type(x).__name__} of shape {np.shape(x)}")
