@@ -83,8 +83,9 @@ def load_views_file(path, *, views=None, views_key: str | None = None, labels_ke
     notes = []
     labels_key, raw_labels = _find_labels(path.name, variables, labels_key, notes)
     views_key, raw_views = _find_views(path.name, variables, views_key, labels_key)
-    raw_views = _selected(path.name, raw_views, views)
+    # the sample count from every view in the file: a chosen view alone may not tell its orientation
     n, labels = _n_and_labels(path.name, raw_views, raw_labels, labels_key, samples_in)
+    raw_views = _selected(path.name, raw_views, views)
     oriented = {}
     for view, x in raw_views.items():
         oriented[view], turned = _oriented(path.name, view, x, n, samples_in)
