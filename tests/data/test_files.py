@@ -49,6 +49,8 @@ def test_v73_hdf5_in_matlab_layout_reads_as_v5(tmp_path, dense_views):
     sp_view = sparse.random(63, 9, density=0.2, random_state=0, format="csc")
     v5 = load_views_file(write_v5(tmp_path / "a.mat", views + [sp_view], y)).dataset
     v73 = load_views_file(write_v73(tmp_path / "b.mat", {"X": views + [sp_view], "Y": y.reshape(-1, 1).astype(float)})).dataset
+    f73 = load_views_file(tmp_path / "b.mat")
+    assert not any("transposed" in n for n in f73.notes)  # MATLAB's samples x features, read as such
     assert v73.dims == v5.dims and v73.sparse_views == ("view3",)
     for v in v5.views:
         a, b = v5.views[v], v73.views[v]

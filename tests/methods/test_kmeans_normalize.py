@@ -42,6 +42,7 @@ def test_equals_sklearn_kmeans_on_the_preprocessed_matrix(how, data):
         ref = KMeans(n_clusters=k, n_init=5, random_state=seed).fit(_by_hand(ds, how))
         np.testing.assert_array_equal(ours.labels_, ref.labels_)
         assert ours.history_[0]["loss"] == pytest.approx(ref.inertia_, rel=1e-5)
+        np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-5)
         np.testing.assert_array_equal(ours.predict(ds), ours.labels_)  # predict preprocesses as fit did
 
 
