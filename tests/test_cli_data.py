@@ -118,6 +118,7 @@ def _pickled(tmp_path):
     (lambda p: ["run", "kmeans"], "give a registry data set (--dataset NAME) or a file (--data FILE)"),
     (lambda p: ["run", "kmeans", "--dataset", "synthetic", "--data", "x.mat"], "either --dataset NAME or --data FILE"),
     (lambda p: ["run", "kmeans", "--data", str(_unlabelled(p))], "no labels in the file, so --n-clusters is needed"),
+    (lambda p: ["run", "kmeans", "--dataset", "synthetic", "--views", "0,1"], "--views apply to --data FILE only"),
     (lambda p: ["run", "jecl", "--data", str(_unlabelled(p)), "--n-clusters", "2", "--views", "0"], "jecl takes exactly 2 views"),
     (lambda p: ["run", "kmeans", "--data", str(_unlabelled(p)), "--n-clusters", "2", "--views", "9"], "no view '9'"),
     (lambda p: ["run", "kmeans", "--data", str(_unlabelled(p)), "--n-clusters", "2", "--save-labels", "x.txt"], "expected a .npy or .csv"),

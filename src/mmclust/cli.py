@@ -76,6 +76,9 @@ def _save_labels(path: str, labels, loaded) -> None:
             fh.write(f"{i},{int(c)}" + (f",{loaded.label_ids[ds.labels[i]]}\n" if ds.has_labels else "\n"))
 
 
+_FILE_ONLY = ("views", "views_key", "labels_key", "samples_in", "n_clusters", "save_labels")
+
+
 def _cmd_run_file(args) -> int:
     """``mmclust run METHOD --data FILE``: one run on a user's file (resumable with --db, like registry runs)."""
     from pathlib import Path
@@ -83,6 +86,9 @@ def _cmd_run_file(args) -> int:
     from .repro.comparison import file_run_specs
     from .repro.runner import _user_file, execute_run, open_store_for
 
+    if args.data is None and args.dataset is not None:
+        used = ", ".join("--" + a.replace("_", "-") for a in _FILE_ONLY if getattr(args, a) is not None)
+        raise DataError(f"{used} apply to --data FILE only, not to a registry data set (--dataset)")
     if args.data is None:
         raise DataError("give a registry data set (--dataset NAME) or a file (--data FILE)")
     if args.dataset is not None:
@@ -166,7 +172,7 @@ def cmd_compare(args) -> int:
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
 
-    if args.dataset is None or args.data is not None:
+    if args.dataset is None or args.data is not None or any(getattr(args, a) is not None for a in _FILE_ONLY):
         return _cmd_run_file(args)
     spec = RunSpec(
         method=args.method, variant=args.variant, dataset=args.dataset, protocol=args.protocol,

@@ -44,7 +44,9 @@ def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clust
 
     Defaults that fit the data (each said in the notes): a method that takes two views gets the file's first two
     unless ``options["views"]`` names them; k-means on sparse views normalises rows to unit length (``l2``: tf-idf
-    data wants it) unless ``normalize`` is overridden. Unlabelled data needs ``n_clusters``.
+    data wants it) unless ``normalize`` is overridden. Unlabelled data needs ``n_clusters``. The runs' data set name
+    is ``file:<stem>``, so the store never mixes them with a registry data set of the same name (the papers' reports
+    select runs by name).
     """
     options = dict(options or {})
     overrides = dict(overrides or {})
@@ -80,7 +82,7 @@ def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clust
                 notes.append("kmeans: sparse views, so rows are L2-normalised per view (normalize=l2; "
                              "--set normalize=standardize or normalize=null to change)")
         for seed in seeds:
-            spec = RunSpec(method=method, dataset=name or ds.name, protocol=protocol, missing_rate=missing_rate,
+            spec = RunSpec(method=method, dataset=name or f"file:{ds.name}", protocol=protocol, missing_rate=missing_rate,
                            seed=int(seed), overrides=method_overrides, device=device, split=split, data=str(data),
                            data_options=opts)
             specs.append(spec)
