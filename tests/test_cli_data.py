@@ -178,5 +178,6 @@ def test_compare_writes_table_report_and_resumes_after_a_kill(dense_mat, tmp_pat
     assert "best − method" in text
     md = (out / "mine_compare.md").read_text()
     assert "| method | runs | ACC | NMI | ARI | F | PURITY | s / run |" in md and "## Paired differences" in md
+    assert "- views of kmeans, dec: view0 (8-d), view1 (5-d), view2 (3-d)" in md
     assert (out / "mine_compare.html").is_file()
     assert main(argv) == 0 and computed == [("dec", 1)]  # a finished comparison recomputes nothing

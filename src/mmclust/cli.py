@@ -138,7 +138,7 @@ def cmd_compare(args) -> int:
     from pathlib import Path
 
     from .repro.comparison import file_run_specs, render_text, run_comparison, summarise, write_comparison_report
-    from .repro.runner import open_store_for
+    from .repro.runner import _user_file, open_store_for
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -161,7 +161,12 @@ def cmd_compare(args) -> int:
     print(render_text(summary))
     stem = Path(args.data).stem
     context = [f"data: {Path(args.data).name} (sha256 {specs[0].identity()['data_sha256'][:12]}), "
-               f"{args.runs} seeds per method, store {args.db}"] + notes
+               f"{args.runs} seeds per method, store {Path(args.db).name}"] + notes
+    views_used: dict = {}
+    for spec in specs:
+        dims = _user_file(spec).dataset.dims
+        views_used.setdefault(", ".join(f"{v} ({d}-d)" for v, d in dims.items()), []).append(spec.method)
+    context += [f"views of {', '.join(dict.fromkeys(ms))}: {v}" for v, ms in views_used.items()]
     if args.max_epochs is not None:
         context.append(f"every training phase capped at {args.max_epochs} epochs (--max-epochs)")
     paths = write_comparison_report(summary, args.out, stem, context, plots=not args.no_plots)
