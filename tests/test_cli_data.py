@@ -181,3 +181,14 @@ def test_compare_writes_table_report_and_resumes_after_a_kill(dense_mat, tmp_pat
     assert "- views of kmeans, dec: view0 (8-d), view1 (5-d), view2 (3-d)" in md
     assert (out / "mine_compare.html").is_file()
     assert main(argv) == 0 and computed == [("dec", 1)]  # a finished comparison recomputes nothing
+
+
+@pytest.mark.parametrize("method,fixture", [("kmeans", "sparse_mat"), ("cigit_c", "dense_mat")])
+def test_missing_views_protocol_on_a_file(method, fixture, request, capsys):
+    """CIGIT-C's setting on a user's file: a share of the samples loses a view (sparse views: mean-filled densely)."""
+    path = request.getfixturevalue(fixture)
+    argv = ["run", method, "--data", str(path), "--views", "0,1", "--protocol", "incomplete", "--missing-rate", "0.3",
+            *TINY_EPOCHS, "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(incomplete 30%" in out and "acc=" in out
