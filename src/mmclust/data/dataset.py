@@ -25,9 +25,9 @@ class MultiModalDataset:
     Parameters
     ----------
     views : dict name -> float32 array (n, d_view) or scipy sparse matrix
-        Features, samples in rows. A sparse view (tf-idf, bag of words) is kept sparse as a float32 CSR array
-        for what can use it (k-means, the metrics); :meth:`densified` gives the dense copy other methods need. Rows of a view where ``present[view]`` is False are ignored
-        by every method (their content may be anything, NaN included).
+        Features, samples in rows. Rows of a view where ``present[view]`` is False are ignored by every method
+        (their content may be anything, NaN included). A sparse view (tf-idf, bag of words) is kept sparse as a
+        float32 CSR array for what can use it (k-means); :meth:`densified` gives the dense copy other methods need.
     labels : int array (n,) or None
         Classes 0..k-1. Used by the harness for metrics and by ``fit`` only for ``k``. ``None``: unlabelled
         data (clustering works, scoring does not; a method then needs ``n_clusters``).
