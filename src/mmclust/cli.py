@@ -63,15 +63,144 @@ def _parse_overrides(pairs: list[str], method: str | None = None) -> dict:
     return out
 
 
+def _file_options(args) -> dict:
+    """How ``--data FILE`` is read: ``--views``, ``--views-key``, ``--labels-key``, ``--samples-in``."""
+    views = None if args.views is None else [v.strip() for v in args.views.split(",") if v.strip()]
+    return {k: v for k, v in dict(views=views, views_key=args.views_key, labels_key=args.labels_key,
+                                   samples_in=args.samples_in).items() if v is not None}
+
+
+def _save_labels(path: str, labels, loaded) -> None:
+    """Cluster of every row (0..k-1) as ``.npy`` or ``.csv`` (row, cluster and, with labels, the file's own label id)."""
+    import numpy as np
+
+    if path.endswith(".npy"):
+        np.save(path, np.asarray(labels, dtype=np.int64), allow_pickle=False)
+        return
+    if not path.endswith(".csv"):
+        raise DataError(f"--save-labels {path}: expected a .npy or .csv file name")
+    ds = loaded.dataset
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("row,cluster" + (",label\n" if ds.has_labels else "\n"))
+        for i, c in enumerate(labels):
+            fh.write(f"{i},{int(c)}" + (f",{loaded.label_ids[ds.labels[i]]}\n" if ds.has_labels else "\n"))
+
+
+_FILE_ONLY = ("views", "views_key", "labels_key", "samples_in", "n_clusters", "save_labels")
+
+
+def _cmd_run_file(args) -> int:
+    """``mmclust run METHOD --data FILE``: one run on a user's file (resumable with --db, like registry runs)."""
+    from pathlib import Path
+
+    from .repro.comparison import file_run_specs
+    from .repro.runner import _user_file, execute_run, open_store_for
+
+    if args.data is None and args.dataset is not None:
+        used = ", ".join("--" + a.replace("_", "-") for a in _FILE_ONLY if getattr(args, a) is not None)
+        raise DataError(f"{used} apply to --data FILE only, not to a registry data set (--dataset)")
+    if args.data is None:
+        raise DataError("give a registry data set (--dataset NAME) or a file (--data FILE)")
+    if args.dataset is not None:
+        raise DataError("give either --dataset NAME or --data FILE, not both")
+    if args.save_labels and args.split:
+        raise DataError("--save-labels writes the cluster of every row; it cannot be combined with --split")
+    if args.save_labels and not args.save_labels.endswith((".npy", ".csv")):
+        raise DataError(f"--save-labels {args.save_labels}: expected a .npy or .csv file name")
+    (spec,), notes = file_run_specs(
+        args.data, [args.method], [args.seed], options=_file_options(args), n_clusters=args.n_clusters,
+        max_epochs=args.max_epochs, device=args.device, overrides=_parse_overrides(args.set), protocol=args.protocol,
+        missing_rate=args.missing_rate, split=args.split)
+    from dataclasses import replace
+
+    spec = replace(spec, variant=args.variant)
+    spec.validate()
+    loaded = _user_file(spec)
+    if not args.quiet:
+        print(f"{Path(args.data).name}: {loaded.dataset!r}")
+    for note in notes:
+        print(f"  note: {note}")
+    store = open_store_for(args.db) if args.db else None
+    result = execute_run(spec, store=store, quiet=args.quiet)
+    if result.get("skipped"):
+        print(f"(already in {args.db}; not re-run)")
+        if args.save_labels:  # the store keeps metrics, not labels: recompute (same seed, same labels) without storing
+            result = execute_run(spec, store=None, quiet=args.quiet)
+    if result["status"] != "done":
+        print(f"run failed: {result.get('error')}", file=sys.stderr)
+        return 1
+    print(f"{spec.method} on {spec.dataset} ({spec.protocol}{'' if spec.missing_rate is None else f' {spec.missing_rate:.0%}'}, "
+          f"seed {spec.seed}, views {', '.join(loaded.dataset.views)}):")
+    m = dict(result["metrics"] or {})
+    train = m.pop("train", None)
+    if train is not None:
+        print("  train: " + "  ".join(f"{k}={v:.4f}" for k, v in train.items()))
+    scores = "  ".join(f"{k}={v:.4f}" for k, v in m.items()) if m else "no labels in the file: not scored"
+    print(("  test:  " if train is not None else "  ") + scores + f"  wall={result['wall_time_s']:.1f}s  device={result['device']}")
+    if args.save_labels:
+        _save_labels(args.save_labels, result["labels"], loaded)
+        print(f"labels of {len(result['labels'])} rows -> {args.save_labels}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """``mmclust compare --data FILE --methods a,b``: every method x seed into the store, then the table and a report."""
+    from pathlib import Path
+
+    from .repro.comparison import file_run_specs, render_text, run_comparison, summarise, write_comparison_report
+    from .repro.runner import _user_file, open_store_for
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise DataError("--methods needs at least one method name")
+    if args.runs < 1:
+        raise DataError(f"runs must be >= 1, got {args.runs}")
+    specs, notes = file_run_specs(args.data, methods, range(args.runs), options=_file_options(args),
+                                  n_clusters=args.n_clusters, max_epochs=args.max_epochs, device=args.device)
+    for note in notes:
+        print(f"note: {note}")
+    store = open_store_for(args.db)
+
+    def progress(spec, res):
+        if not args.quiet:
+            state = "stored" if res.get("skipped") else res["status"]
+            print(f"  {spec.method} seed {spec.seed}: {state} ({res.get('wall_time_s') or 0:.1f}s)", flush=True)
+
+    rows = run_comparison(specs, store, quiet=True, progress=progress)
+    summary = summarise(specs, rows)
+    print(render_text(summary))
+    stem = Path(args.data).stem
+    context = [f"data: {Path(args.data).name} (sha256 {specs[0].identity()['data_sha256'][:12]}), "
+               f"{args.runs} seeds per method, store {Path(args.db).name}"] + notes
+    views_used: dict = {}
+    for spec in specs:
+        dims = _user_file(spec).dataset.dims
+        views_used.setdefault(", ".join(f"{v} ({d}-d)" for v, d in dims.items()), []).append(spec.method)
+    context += [f"views of {', '.join(dict.fromkeys(ms))}: {v}" for v, ms in views_used.items()]
+    if args.max_epochs is not None:
+        context.append(f"every training phase capped at {args.max_epochs} epochs (--max-epochs)")
+    paths = write_comparison_report(summary, args.out, stem, context, plots=not args.no_plots)
+    print("report: " + ", ".join(str(p) for p in paths))
+    return 0 if all(m["failed"] == 0 for m in summary["methods"]) else 1
+
+
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
     from .repro.validate import check_device, require_data
 
+    if args.dataset is None or args.data is not None or any(getattr(args, a) is not None for a in _FILE_ONLY):
+        return _cmd_run_file(args)
     spec = RunSpec(
         method=args.method, variant=args.variant, dataset=args.dataset, protocol=args.protocol,
         missing_rate=args.missing_rate, seed=args.seed, overrides=_parse_overrides(args.set, args.method),
         device=args.device, split=args.split,
     )
+    if args.max_epochs is not None:  # as `reproduce --max-epochs`: every training phase capped, stored as overrides
+        from dataclasses import replace
+
+        from .repro.comparison import epoch_caps
+
+        spec = replace(spec, overrides={**epoch_caps(args.method, args.max_epochs), **spec.overrides})
     spec.validate()
     require_data(spec.dataset)
     check_device(spec.device)
@@ -232,6 +361,18 @@ def _valid_names(*which: str):
     return epilog
 
 
+def _add_file_arguments(p, required: bool) -> None:
+    p.add_argument("--data", required=required, default=None, metavar="FILE",
+                   help="your own multi-view file: .npz, or .mat (v5 / v7.3) with a cell of views (X, fea, data, ...)")
+    p.add_argument("--views", default=None, help="views to use, by name or position: a,b or 0,2 (two-view methods: "
+                                                   "default the first two)")
+    p.add_argument("--views-key", default=None, help="variable holding the views (default: X, fea, data, ...)")
+    p.add_argument("--labels-key", default=None, help="variable holding the labels (default: Y, gt, truth, labels, ...)")
+    p.add_argument("--samples-in", default=None, choices=["auto", "rows", "columns"],
+                   help="where the samples are in each view (default: told from the labels / shapes)")
+    p.add_argument("--n-clusters", type=int, default=None, help="k (required when the file has no labels)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mmclust", description="Reproduce multimodal deep-clustering papers and check them against the published tables.")
     p.add_argument("--version", action="version", version=f"mmclust {__import__('mmclust').__version__}")
@@ -245,7 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="one run of a method on a data set, printing ACC/NMI/ARI/F/purity")
     r.add_argument("method")
-    r.add_argument("--dataset", required=True)
+    r.add_argument("--dataset", default=None, help="a registry data set (see `mmclust datasets`)")
+    _add_file_arguments(r, required=False)
+    r.add_argument("--save-labels", default=None, metavar="OUT.npy|OUT.csv", help="write every row's cluster (with --data)")
+    r.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (with --data)")
     r.add_argument("--variant", default="full")
     r.add_argument("--protocol", default="paired", help="paired | incomplete | mixed_modal")
     r.add_argument("--missing-rate", type=float, default=None)
@@ -257,6 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_run)
     r.lazy_epilog = _valid_names("methods", "datasets", "devices")
+
+    cp = sub.add_parser("compare", help="methods side by side on your own file: table (mean ± std), store, report")
+    _add_file_arguments(cp, required=True)
+    cp.add_argument("--methods", default="kmeans,dec,jecl,cigit_c", help="comma-separated (default: kmeans,dec,jecl,cigit_c)")
+    cp.add_argument("--runs", type=int, default=5, help="seeds per method (0..runs-1)")
+    cp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look)")
+    cp.add_argument("--device", default="auto")
+    cp.add_argument("--db", **common_db)
+    cp.add_argument("--out", default="reports")
+    cp.add_argument("--no-plots", action="store_true")
+    cp.add_argument("--quiet", action="store_true")
+    cp.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("reproduce", help="run a paper's published grid (resumable) and write the report")
     rp.add_argument("paper")

@@ -36,8 +36,8 @@ def test_errors():
         KMeansBaseline(view="audio").fit(DS)
     with pytest.raises(DataError, match="unknown method 'nope'"):
         get_method("nope")
-    with pytest.raises(TypeError, match="MultiModalDataset"):
-        KMeansBaseline().fit(np.zeros((3, 2)))
+    with pytest.raises(DataError, match="fit expects a MultiModalDataset, a dict or list"):
+        KMeansBaseline(n_clusters=2).fit(np.zeros(3))
 
 
 def test_predict_refuses_views_in_another_order():

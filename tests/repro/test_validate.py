@@ -184,3 +184,17 @@ def test_a_none_default_other_than_n_clusters_is_left_to_the_method():
     check_params(_OptionalSetting, {"normalize": value, "n_clusters": None})
     with pytest.raises(DataError):
         check_params(_OptionalSetting, {"normalize": value, "n_clusters": "l2"})
+
+
+def test_widths_whose_default_is_auto_take_auto_or_integer_lists():
+    """CIGIT-C sizes its encoders from the data ("auto") unless told; BDGP's paper widths are tuples."""
+    from mmclust.methods import METHODS
+    from mmclust.repro.validate import check_params, parse_override
+
+    cls = METHODS["cigit_c"]
+    check_params(cls, {"image_hidden": (256, 256), "text_hidden": "auto"})
+    assert parse_override("image_hidden", "256,128", "auto") == (256, 128)
+    assert parse_override("image_hidden", "auto", "auto") == "auto"
+    for bad in ({"image_hidden": "big"}, {"image_hidden": (256, 0)}, {"text_hidden": ()}):
+        with pytest.raises(DataError, match="hidden"):
+            check_params(cls, bad)

@@ -6,8 +6,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
+from scipy import sparse as _sp
 
-__all__ = ["DataError", "MultiModalDataset"]
+__all__ = ["DataError", "MultiModalDataset", "MAX_DENSE_BYTES"]
+
+# A sparse view is densified only for methods that need dense input, and only below this size: a 100k x 50k
+# tf-idf matrix would be 20 GB as float32. Chosen to fit a laptop's memory with room for the method's own copies.
+MAX_DENSE_BYTES = 4 * 1024**3
 
 
 class DataError(ValueError):
@@ -20,9 +25,10 @@ class MultiModalDataset:
 
     Parameters
     ----------
-    views : dict name -> float32 array (n, d_view)
-        Features, samples in rows. Rows of a view where ``present[view]`` is False are ignored
-        by every method (their content may be anything, NaN included).
+    views : dict name -> float32 array (n, d_view) or scipy sparse matrix
+        Features, samples in rows. Rows of a view where ``present[view]`` is False are ignored by every method
+        (their content may be anything, NaN included). A sparse view (tf-idf, bag of words) is kept sparse as a
+        float32 CSR array for what can use it (k-means); :meth:`densified` gives the dense copy other methods need.
     labels : int array (n,) or None
         Classes 0..k-1. Used by the harness for metrics and by ``fit`` only for ``k``. ``None``: unlabelled
         data (clustering works, scoring does not; a method then needs ``n_clusters``).
@@ -65,26 +71,31 @@ class MultiModalDataset:
             raise DataError(f"{name}: present masks given for unknown view(s) {sorted(unknown)}")
         views, present = {}, {}
         for view, x in self.views.items():
-            x = np.asarray(x)
+            is_sparse = _sp.issparse(x)
+            x = x if is_sparse else np.asarray(x)
             if x.ndim != 2:
                 raise DataError(f"{name}: view {view!r} must be 2-d (n, d), got shape {x.shape}")
             if x.shape[0] != n:
                 raise DataError(f"{name}: view {view!r} has {x.shape[0]} rows but " + (f"there are {n} labels" if labels is not None else f"the first view has {n}"))
             if x.shape[1] == 0:
                 raise DataError(f"{name}: view {view!r} has no features")
-            if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)):
-                raise DataError(f"{name}: view {view!r} is not numeric (dtype {x.dtype})")
+            if not (np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.bool_)) or np.issubdtype(x.dtype, np.complexfloating):
+                kind = "Complex data not supported" if np.issubdtype(x.dtype, np.complexfloating) else "not numeric"
+                raise DataError(f"{name}: view {view!r} is not real-valued numeric (dtype {x.dtype}; {kind})")
             mask = present_in.get(view)
             mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask)
             if mask.shape != (n,) or mask.dtype != np.bool_:
                 raise DataError(f"{name}: present[{view!r}] must be a bool array of shape ({n},), got {mask.dtype} {mask.shape}")
+            if is_sparse:
+                views[view], present[view] = _checked_sparse(x, mask, name, view), _read_only(mask.copy())
+                continue
             x = x.astype(np.float32)  # astype copies, so the caller's array is never aliased
             bad = ~np.isfinite(x[mask]).all(axis=1)
             if bad.any():
                 row = int(np.flatnonzero(mask)[np.argmax(bad)])
                 col = int(np.argmax(~np.isfinite(x[row])))
                 raise DataError(
-                    f"{name}: view {view!r} row {row} column {col} is {x[row, col]} (non-finite) although the view is marked present"
+                    f"{name}: view {view!r} row {row} column {col} is {x[row, col]} (NaN or inf: non-finite) although the view is marked present"
                 )
             x.flags.writeable = False
             mask = mask.copy()
@@ -127,6 +138,33 @@ class MultiModalDataset:
                                  class_names=self.class_names, context=self.context)
 
     @property
+    def sparse_views(self) -> tuple:
+        """Names of the views held as sparse matrices."""
+        return tuple(v for v, x in self.views.items() if _sp.issparse(x))
+
+    def dense_bytes(self) -> int:
+        """Bytes the sparse views would take as dense float32 arrays (0 when every view is dense)."""
+        return sum(4 * self.n_samples * self.dims[v] for v in self.sparse_views)
+
+    def densified(self, max_bytes: int | None = None) -> "MultiModalDataset":
+        """The same data set with every sparse view as a dense float32 array (itself when none is sparse).
+
+        Raises DataError, stating the memory needed, when the dense copies would exceed ``max_bytes``
+        (default :data:`MAX_DENSE_BYTES`).
+        """
+        if not self.sparse_views:
+            return self
+        limit = MAX_DENSE_BYTES if max_bytes is None else max_bytes
+        need = self.dense_bytes()
+        if need > limit:
+            shapes = ", ".join(f"{v!r} {self.n_samples}x{self.dims[v]}" for v in self.sparse_views)
+            raise DataError(f"{self.name}: sparse view(s) {shapes} would need {need / 2**20:.0f} MiB as dense float32, "
+                            f"over the {limit / 2**20:.0f} MiB limit; use k-means (it keeps them sparse) or reduce the "
+                            f"features first (e.g. sklearn.decomposition.TruncatedSVD)")
+        views = {v: (x.toarray() if _sp.issparse(x) else x) for v, x in self.views.items()}
+        return self.replace(views=views)
+
+    @property
     def view_names(self) -> tuple:
         return tuple(self.views)
 
@@ -165,7 +203,7 @@ class MultiModalDataset:
 
     def concatenated(self, fill: float = 0.0) -> np.ndarray:
         """All views side by side, ``(n, sum d)``, with missing rows filled by ``fill`` (baselines)."""
-        parts = [np.where(self.present[v][:, None], x, fill) for v, x in self.views.items()]
+        parts = [np.where(self.present[v][:, None], x.toarray() if _sp.issparse(x) else x, fill) for v, x in self.views.items()]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def __repr__(self) -> str:
@@ -176,9 +214,33 @@ class MultiModalDataset:
         return f"MultiModalDataset({self.name!r}, n={self.n_samples}, {k}, dims=({dims}){extra})"
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _checked_sparse(x, mask: np.ndarray, name: str, view: str):
+    """A sparse view as a float32 CSR array with read-only buffers; non-finite stored values in present rows raise."""
+    x = _sp.csr_array(x, dtype=np.float32, copy=True)
+    x.sum_duplicates()
+    bad = ~np.isfinite(x.data)
+    if bad.any():
+        rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[bad]
+        cols = x.indices[bad]
+        hit = np.flatnonzero(mask[rows])
+        if hit.size:
+            i = hit[0]
+            raise DataError(f"{name}: view {view!r} row {int(rows[i])} column {int(cols[i])} is {x.data[bad][i]} "
+                            f"(NaN or inf: non-finite) although the view is marked present")
+    for a in (x.data, x.indices, x.indptr):
+        _read_only(a)
+    return x
+
+
 def _rows_of(views, name: str) -> int:
     """Sample count of unlabelled data: the first view's rows (every view is checked against it)."""
-    first = np.asarray(next(iter(views.values())))
+    first = next(iter(views.values()))
+    first = first if _sp.issparse(first) else np.asarray(first)
     if first.ndim != 2:
         raise DataError(f"{name}: view {next(iter(views))!r} must be 2-d (n, d), got shape {first.shape}")
     if first.shape[0] == 0:

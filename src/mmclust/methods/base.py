@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse as _sp
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError
 
 from ..data import DataError, MultiModalDataset
 
-__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "view_means", "SINGLE_VIEW_VARIANTS"]
+__all__ = ["MultiModalClusterer", "DivergenceError", "select_view", "view_means", "SINGLE_VIEW_VARIANTS", "as_dataset"]
 
 # Variants of the single-view baselines (the papers' "+ KM" / "+ DEC" rows): one view, or all side by side.
 SINGLE_VIEW_VARIANTS = {"full": {"view": "concat"}, "concat": {"view": "concat"}, "image": {"view": "image"}, "text": {"view": "text"}}
@@ -45,10 +47,25 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
             raise DataError(f"{ds.name}: k={k} clusters exceeds the {ds.n_samples} samples")
         return int(k)
 
-    @staticmethod
-    def _check_dataset(ds, min_views: int = 1) -> MultiModalDataset:
-        if not isinstance(ds, MultiModalDataset):
-            raise TypeError(f"fit expects a MultiModalDataset, got {type(ds).__name__}")
+    # Methods that work on sparse views as given (k-means); every other method gets them densified, with a
+    # DataError stating the memory needed above ``MAX_DENSE_BYTES``.
+    accepts_sparse = False
+    # How many views the method takes (None: any number); a run on a user's file with more picks the first N_VIEWS.
+    N_VIEWS = None
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # taken as is (accepts_sparse) or densified with a memory check
+        tags.input_tags.allow_nan = False  # NaN only in rows a view is marked missing (MultiModalDataset.present)
+        tags.non_deterministic = False  # random_state makes a CPU fit repeatable
+        return tags
+
+    def _check_dataset(self, ds, min_views: int = 1) -> MultiModalDataset:
+        """``ds`` as a MultiModalDataset (a list or dict of arrays is wrapped, see :func:`as_dataset`), densified
+        unless the method ``accepts_sparse``, with at least ``min_views`` views."""
+        ds = as_dataset(ds)
+        if not self.accepts_sparse:
+            ds = ds.densified()
         if len(ds.views) < min_views:
             raise DataError(f"{ds.name}: this method needs at least {min_views} views, got {list(ds.views)}")
         return ds
@@ -61,7 +78,7 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
         ds = self._check_dataset(ds)
         dims = getattr(self, "fitted_dims_", None)
         if dims is None:
-            raise DataError(f"{type(self).__name__} is not fitted yet: call fit before predict")
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit before predict")
         # in the fitted order too: methods read "the first view" as the image, and equal widths would hide a swap
         if list(ds.dims.items()) != list(dims.items()):
             raise DataError(f"{ds.name}: predict needs the views the model was fitted on, in that order, {dims}; "
@@ -70,9 +87,31 @@ class MultiModalClusterer(ClusterMixin, BaseEstimator):
 
 
 
+def as_dataset(x) -> MultiModalDataset:
+    """What scikit-learn users pass to ``fit``, as a MultiModalDataset without labels.
+
+    A MultiModalDataset is returned as is; a dict of arrays keeps its names; a list or tuple of 2-d arrays becomes views
+    ``view0``, ``view1``, ...; a single 2-d array (dense or sparse, or a list of rows) is one view ``view0``.
+    Samples in rows.
+    """
+    if isinstance(x, MultiModalDataset):
+        return x
+    if _sp.issparse(x):  # before the dict test: scipy's DOK matrix is a dict
+        return MultiModalDataset({"view0": x}, labels=None, name="input")
+    if isinstance(x, dict):
+        return MultiModalDataset(dict(x), labels=None, name="input")
+    if isinstance(x, (list, tuple)) and x and all(_sp.issparse(v) or np.ndim(v) == 2 for v in x):
+        return MultiModalDataset({f"view{i}": v for i, v in enumerate(x)}, labels=None, name="input")
+    if np.ndim(x) == 2:  # one matrix, also as a list of rows (scikit-learn's array-like)
+        return MultiModalDataset({"view0": x}, labels=None, name="input")
+    raise DataError(f"fit expects a MultiModalDataset, a dict or list of (n, d) arrays or one (n, d) array; "
+                    f"got {type(x).__name__} of shape {np.shape(x)}")
+
+
 def view_means(ds: MultiModalDataset) -> dict:
     """Each view's mean over its present rows (zeros when none): the fill for missing rows."""
-    return {v: (x[ds.present[v]].mean(0) if ds.present[v].any() else np.zeros(x.shape[1], dtype=np.float32))
+    return {v: (np.asarray(x[ds.present[v]].mean(0), dtype=np.float32).ravel() if ds.present[v].any()
+                else np.zeros(x.shape[1], dtype=np.float32))
             for v, x in ds.views.items()}
 
 
@@ -91,6 +130,10 @@ def select_view(ds: MultiModalDataset, view: str, fill: dict | None = None) -> n
         chosen = [names[0 if view == "image" else 1]]
     else:
         raise DataError(f"{ds.name}: unknown view {view!r}; valid: 'concat', {', '.join(map(repr, names))}")
+    if all(_sp.issparse(ds.views[v]) and ds.present[v].all() for v in chosen):
+        # sparse and complete: stays sparse (k-means takes CSR); a missing row's mean fill would make it dense
+        return _sp.hstack([ds.views[v] for v in chosen], format="csr", dtype=np.float32)
+    ds = ds.densified()
     fill = view_means(ds) if fill is None else fill
     parts = [np.where(ds.present[v][:, None], ds.views[v], fill[v]) for v in chosen]
     return np.concatenate(parts, axis=1).astype(np.float32)

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from sklearn.utils._param_validation import StrOptions
 from tqdm.auto import tqdm
 
 from .. import ops
@@ -60,7 +61,7 @@ from .base import MultiModalClusterer
 from .nets import (MinibatchDiscrimination, as_device_tensor, check_finite, kmeans_centers, minibatches, mlp,
                    pretrain_autoencoders, xavier_init_)
 
-__all__ = ["CIGITC", "fuse_codes", "encoder_loss", "generator_loss", "discriminator_loss", "conditional_noise"]
+__all__ = ["CIGITC", "encoder_widths", "fuse_codes", "encoder_loss", "generator_loss", "discriminator_loss", "conditional_noise"]
 
 
 # -- the math specific to CIGIT-C (shared pieces come from mmclust.ops) --------------------------------
@@ -155,11 +156,29 @@ class _Discriminator(nn.Module):
         return self.head(self.minibatch(self.body(torch.cat([code, q], 1)))).squeeze(1)
 
 
+# Table 3's BDGP encoders: 1750 -> 256 -> 256 and 79 -> 79 -> 79, i.e. two hidden layers of min(256, d) units.
+AUTO_HIDDEN_WIDTH = 256
+AUTO_HIDDEN_LAYERS = 2
+
+
+def encoder_widths(hidden, d_in: int) -> tuple:
+    """An encoder's hidden widths: as given, or for ``"auto"`` the rule read off Table 3's BDGP encoders,
+    ``AUTO_HIDDEN_LAYERS`` layers of ``min(AUTO_HIDDEN_WIDTH, d_in)`` units, so the BDGP sizes come out exactly
+    on BDGP and a view narrower than 256 is never widened into a BDGP-sized layer (nor given BDGP's 79-d text
+    encoder when it is not BDGP's text)."""
+    if isinstance(hidden, str):
+        if hidden != "auto":
+            raise DataError(f"CIGIT-C: hidden widths must be a tuple of ints or 'auto', got {hidden!r}")
+        return (min(AUTO_HIDDEN_WIDTH, int(d_in)),) * AUTO_HIDDEN_LAYERS
+    return tuple(int(h) for h in hidden)
+
+
 class _CIGITCNets(nn.Module):
     def __init__(self, d_img, d_txt, k, p):
         super().__init__()
-        self.enc_img = mlp([d_img, *p.image_hidden, p.latent_dim])
-        self.enc_txt = mlp([d_txt, *p.text_hidden, p.latent_dim])
+        img_hidden, txt_hidden = encoder_widths(p.image_hidden, d_img), encoder_widths(p.text_hidden, d_txt)
+        self.enc_img = mlp([d_img, *img_hidden, p.latent_dim])
+        self.enc_txt = mlp([d_txt, *txt_hidden, p.latent_dim])
         # no BatchNorm on the generators' output layer: it would force every code dimension to unit variance,
         # while the encoders' codes have their own scale (measured: 5-30x the codes' variance as error)
         self.g12 = mlp([p.latent_dim + p.noise_dim, *p.generator12_hidden, p.latent_dim], batchnorm=True, final_batchnorm=False)
@@ -168,8 +187,8 @@ class _CIGITCNets(nn.Module):
         self.d2 = _Discriminator(p.latent_dim + k, p.discriminator2_hidden, batchnorm=True)  # judges image codes
         self.centers = nn.ParameterList([nn.Parameter(torch.zeros(k, p.latent_dim)) for _ in range(3)])
         # decoders for the (optional) auto-encoder pre-training; linear output to reconstruct any feature range
-        self.dec_img = mlp([p.latent_dim, *reversed(p.image_hidden), d_img], final_activation=False)
-        self.dec_txt = mlp([p.latent_dim, *reversed(p.text_hidden), d_txt], final_activation=False)
+        self.dec_img = mlp([p.latent_dim, *reversed(img_hidden), d_img], final_activation=False)
+        self.dec_txt = mlp([p.latent_dim, *reversed(txt_hidden), d_txt], final_activation=False)
 
 
 class CIGITC(MultiModalClusterer):
@@ -179,7 +198,9 @@ class CIGITC(MultiModalClusterer):
     ----------
     n_clusters : int or None — k; None takes it from the data set.
     latent_dim : int, default 128 — subspace size of both encoders (Table 3's image encoder; see module doc).
-    image_hidden, text_hidden : tuples — encoder hidden sizes (Table 3, BDGP: (256, 256), (79, 79)).
+    image_hidden, text_hidden : tuples or "auto" (default) — encoder hidden sizes. ``"auto"`` sizes them from the
+        view (:func:`encoder_widths`: two layers of min(256, d), which is Table 3's BDGP (256, 256) and (79, 79) on
+        BDGP); ``params_for_dataset`` gives the paper's sizes on the paper's data sets explicitly.
     generator12_hidden, generator21_hidden : tuples — Table 4 (BDGP: (256, 128), (512, 512)).
     discriminator1_hidden, discriminator2_hidden : int — Table 5 (BDGP: 64, 512).
     noise_dim : int, default 300 — Tables 4 ("noise-dim"), Gaussian part plus a k-way one-hot.
@@ -200,6 +221,7 @@ class CIGITC(MultiModalClusterer):
     ``fused_codes_`` (n, latent_dim), ``history_`` (per-epoch losses), ``n_epochs_``.
     """
 
+    N_VIEWS = 2  # exactly two views (image, text): a file's other views are left out, see RunSpec.data_options
     VARIANTS = {"full": {}, "no_gan": {"use_gan": False}, "no_kl": {"use_kl": False}}
     # Defaults that were chosen, or kept, after measuring accuracy with labels on the evaluation data (BDGP); the
     # report lists them beside the verdicts.
@@ -212,7 +234,11 @@ class CIGITC(MultiModalClusterer):
                              "error it was said to minimise is not scripted here, so treat it as tuned on the data",
     }
 
-    def __init__(self, n_clusters=None, latent_dim=128, image_hidden=(256, 256), text_hidden=(79, 79),
+    # widths: "auto" or a sequence of integers (checked before a run; the sizes themselves by repro.validate)
+    _parameter_constraints = {"image_hidden": [StrOptions({"auto"}), tuple, list],
+                              "text_hidden": [StrOptions({"auto"}), tuple, list]}
+
+    def __init__(self, n_clusters=None, latent_dim=128, image_hidden="auto", text_hidden="auto",
                  generator12_hidden=(256, 128), generator21_hidden=(512, 512), discriminator1_hidden=64,
                  discriminator2_hidden=512, noise_dim=300, alpha=1.0, beta=0.4, eta_image=0.1, eta_text=0.1,
                  similarity_weight=10.0, use_gan=True, use_kl=True, lr=1e-4, gan_lr=2e-4, batch_size=256,
@@ -249,8 +275,8 @@ class CIGITC(MultiModalClusterer):
     @classmethod
     def params_for_dataset(cls, name: str) -> dict:
         """The paper's per-data-set architecture (Tables 3-5, Section 4.1.5) and beta (Fig. 7(a))."""
-        if name.startswith("bdgp"):
-            return {}
+        if name.startswith("bdgp"):  # Table 3 (what "auto" would also give on BDGP, but stated as the paper's)
+            return dict(image_hidden=(256, 256), text_hidden=(79, 79))
         if name == "wiki_vgg_bert":  # text of Section 4.1.5: 4096-1024-256 and 768-256-(128 -> 256, one latent size)
             return dict(latent_dim=256, image_hidden=(1024,), text_hidden=(256,), generator12_hidden=(1024, 1024),
                         generator21_hidden=(2048, 2048), discriminator1_hidden=512, discriminator2_hidden=1024, beta=0.6)
@@ -285,6 +311,7 @@ class CIGITC(MultiModalClusterer):
 
     # -- the training procedure ----------------------------------------------------------------------
     def fit(self, ds, y=None):
+        ds = self._check_dataset(ds)  # a list / dict of arrays as views; sparse views densified
         k = self._validate(ds)
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)

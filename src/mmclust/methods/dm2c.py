@@ -255,6 +255,7 @@ class DM2C(MultiModalClusterer):
     ``nets_``, ``n_epochs_``.
     """
 
+    N_VIEWS = 2  # exactly two views (image, text): a file's other views are left out, see RunSpec.data_options
     VARIANTS = {"full": {}, "no_uni": {"unify": False}, "no_adv_no_uni": {"adversarial": False, "unify": False},
                 "official_code": {"schedule": "official"}}
 
@@ -363,6 +364,7 @@ class DM2C(MultiModalClusterer):
 
     # -- the training procedure ------------------------------------------------------------------------------
     def fit(self, ds, y=None):
+        ds = self._check_dataset(ds)  # a list / dict of arrays as views; sparse views densified
         k = self._validate(ds)
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)

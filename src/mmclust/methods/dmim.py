@@ -233,6 +233,7 @@ class DMIM(MultiModalClusterer):
     pseudo-labels were refreshed), ``n_steps_``, ``net_``, ``input_dim_``.
     """
 
+    N_VIEWS = 2  # exactly two views (image, text): a file's other views are left out, see RunSpec.data_options
     VARIANTS = {
         "full": {},
         "no_over": {"overcluster": False},
@@ -354,6 +355,7 @@ class DMIM(MultiModalClusterer):
 
     # -- the training procedure ----------------------------------------------------------------------
     def fit(self, ds, y=None):
+        ds = self._check_dataset(ds)  # a list / dict of arrays as views; sparse views densified
         k = self._validate(ds)
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)

@@ -67,6 +67,7 @@ class JECL(MultiModalClusterer):
     image cluster), ``history_``, ``n_iter_``, ``converged_``.
     """
 
+    N_VIEWS = 2  # exactly two views (image, text): a file's other views are left out, see RunSpec.data_options
     VARIANTS = {"full": {}, "no_align": {"align": False}, "no_regularizer": {"regularize": False},
                 "no_align_no_regularizer": {"align": False, "regularize": False}}
 
@@ -109,6 +110,7 @@ class JECL(MultiModalClusterer):
         return self._n_clusters(ds)
 
     def fit(self, ds, y=None):
+        ds = self._check_dataset(ds)  # a list / dict of arrays as views; sparse views densified
         k = self._validate(ds)
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)

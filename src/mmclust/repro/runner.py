@@ -61,6 +61,10 @@ class RunSpec:
     overrides: dict = field(default_factory=dict)
     device: str = "auto"
     split: str | None = None  # None: fit and score on all rows; else see mmclust.data.protocols.parse_split
+    # A user's file (mmclust.data.files) instead of a registry entry: ``dataset`` is then only its display name, the
+    # identity holds the file's sha256 and the options it is read with (views, views_key, labels_key, samples_in)
+    data: str | None = None
+    data_options: dict = field(default_factory=dict)
 
     def method_class(self):
         methods = _methods()
@@ -74,7 +78,7 @@ class RunSpec:
         variants = getattr(cls, "VARIANTS", {"full": {}})
         if self.variant not in variants:
             raise DataError(f"method {self.method!r} has no variant {self.variant!r}; valid: {', '.join(variants)}")
-        _registry.get_spec(self.dataset)
+        n_samples = _user_file(self).dataset.n_samples if self.data is not None else _registry.get_spec(self.dataset).n_samples
         if self.protocol not in PROTOCOLS:
             raise DataError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
         if self.protocol == "incomplete":
@@ -83,10 +87,10 @@ class RunSpec:
         elif self.missing_rate is not None:
             raise DataError(f"missing_rate only applies to protocol 'incomplete', not {self.protocol!r}")
         split = parse_split(self.split)
-        if split == "dataset" and not _registry.get_spec(self.dataset).fixed_split:
+        if split == "dataset" and (self.data is not None or not _registry.get_spec(self.dataset).fixed_split):
             raise DataError(f"split 'dataset': {self.dataset!r} ships no train/test split of its own")
         if split_test_size(split) is not None:  # checked before any run: a split too large is a usage error
-            count_test_rows(_registry.get_spec(self.dataset).n_samples, split_test_size(split), self.dataset)
+            count_test_rows(n_samples, split_test_size(split), self.dataset)
         if split is not None and not hasattr(cls, "predict"):
             raise DataError(f"method {self.method!r} has no predict, so it cannot be scored on held-out rows")
         _validate.check_seed(self.seed)
@@ -116,8 +120,11 @@ class RunSpec:
             "method": self.method, "variant": self.variant, "dataset": self.dataset, "protocol": self.protocol,
             "missing_rate": None if self.missing_rate is None else round(float(self.missing_rate), 6),
             "split": parse_split(self.split), "seed": int(self.seed), "overrides": dict(self.overrides),
-            "params": params, "data_sha256": _data_sha256(self.dataset, data_sha256),
+            "params": params, "data_sha256": _data_sha256(self.dataset, data_sha256) if self.data is None else _user_file(self).sha256,
             "code": code_fingerprint(cls.__module__, cls.__name__),
+            # a user's file: how it is read is part of what a run computes (never the path: a moved file resumes)
+            **({} if self.data is None else {"data_options": _canonical_options(self.data_options),
+                                             "loader": code_fingerprint("mmclust.data.files", "load_views_file")}),
         }
 
 
@@ -155,6 +162,39 @@ def config_id_of(spec: RunSpec) -> str:
 def _cached_dataset(name: str):
     # datasets are immutable (read-only arrays), so one copy per process serves every run
     return _registry.load(name)
+
+
+_FILE_OPTIONS = ("views", "views_key", "labels_key", "samples_in")
+
+
+def _canonical_options(options: dict) -> dict:
+    unknown = set(options) - set(_FILE_OPTIONS)
+    if unknown:
+        raise DataError(f"unknown data option(s) {sorted(unknown)}; valid: {', '.join(_FILE_OPTIONS)}")
+    out = {k: options.get(k) for k in _FILE_OPTIONS}
+    out["samples_in"] = out["samples_in"] or "auto"
+    out["views"] = None if out["views"] is None else [str(v) for v in out["views"]]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_file(path: str, size: int, mtime_ns: int, options_json: str):
+    from ..data.files import load_views_file
+
+    return load_views_file(path, **json.loads(options_json))
+
+
+def _user_file(spec: RunSpec):
+    """The loaded file of a run on a user's file (cached per process by path, size, mtime and options)."""
+    path = Path(spec.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    st = path.stat()
+    return _cached_file(str(path.resolve()), st.st_size, st.st_mtime_ns, json.dumps(_canonical_options(spec.data_options), sort_keys=True))
+
+
+def _dataset_of(spec: RunSpec):
+    return _user_file(spec).dataset if spec.data is not None else _cached_dataset(spec.dataset)
 
 
 @functools.lru_cache(maxsize=1)
@@ -250,7 +290,7 @@ def _compute(spec: RunSpec, ident: dict, run_id: str, device, quiet: bool) -> di
         torch.cuda.reset_peak_memory_stats(device)
     estimator = None
     try:
-        ds = _cached_dataset(spec.dataset)
+        ds = _dataset_of(spec)
         fixed = _registry.fixed_test_index(spec.dataset) if parse_split(spec.split) == "dataset" else None
         train, test = protocol_rows(ds, spec.protocol, spec.seed, spec.missing_rate, spec.split, fixed)
         params = spec.resolved_params()
@@ -263,9 +303,13 @@ def _compute(spec: RunSpec, ident: dict, run_id: str, device, quiet: bool) -> di
         # the method sees features and k only: labels cannot reach fit, whatever the method does; k is the whole
         # data set's, even if a tiny class has no row among the training rows
         estimator.fit(train.replace(labels=None, class_names=ds.class_names))
-        metrics = score(train.labels, estimator.labels_)
-        if test is not None:
-            metrics = {**score(test.labels, estimator.predict(test.without_labels())), "train": metrics}
+        result["labels"] = estimator.labels_  # returned for the caller to save; the store keeps metrics only
+        if train.labels is None:  # unlabelled data: clustered, not scored
+            metrics = {}
+        else:
+            metrics = score(train.labels, estimator.labels_)
+            if test is not None:
+                metrics = {**score(test.labels, estimator.predict(test.without_labels())), "train": metrics}
         result.update(status="done", metrics=metrics)
     except DivergenceError as err:
         result.update(status="failed", error=f"diverged: {err}", failed_epoch=err.epoch)

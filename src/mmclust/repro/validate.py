@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from numbers import Integral, Real
 
 from ..data import DataError
@@ -83,7 +84,8 @@ def _check_sizes(cls, params: dict) -> None:
     """Layer-width tuples: non-empty sequences of integers >= 1 (a table entry cannot say "of")."""
     defaults = cls().get_params()
     for name, value in params.items():
-        if isinstance(defaults.get(name), (tuple, list)) and isinstance(value, (tuple, list)):
+        # a width list, where the default is one or "auto" (sized from the data)
+        if isinstance(value, (tuple, list)) and (isinstance(defaults.get(name), (tuple, list)) or defaults.get(name) == "auto"):
             if not value or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value):
                 raise DataError(f"parameter {name!r} of {cls.__name__} must be a non-empty list of integers >= 1, got {value!r}")
 
@@ -147,6 +149,8 @@ def parse_override(key: str, text: str, default):
                 except ValueError:
                     pass
             return raw
+        if default == "auto" and re.fullmatch(r"[\[(]?\s*\d+(\s*,\s*\d+)*\s*,?\s*[\])]?", raw):
+            return tuple(int(v) for v in re.findall(r"\d+", raw))  # layer widths whose default is "auto"
         return text
     except (ValueError, TypeError, json.JSONDecodeError):
         raise DataError(f"{where}: {key!r} expects {_type_name(default)} (default {default!r}), got {text!r}") from None
