@@ -55,6 +55,7 @@ def _parse_overrides(pairs: list[str]) -> dict:
 
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
+    from .repro.threads import threads_per_run
 
     spec = RunSpec(
         method=args.method, variant=args.variant, dataset=args.dataset, protocol=args.protocol,
@@ -62,9 +63,10 @@ def cmd_run(args) -> int:
         device=args.device, split=args.split,
     )
     spec.validate()
+    threads = threads_per_run(1, args.threads)
     store = open_store_for(args.db) if args.db else None
     # with a store, a run already done is reported from the store, never recomputed over its row
-    result = execute_run(spec, store=store, quiet=args.quiet)
+    result = execute_run(spec, store=store, quiet=args.quiet, threads=threads)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
     if result["status"] != "done":
@@ -89,11 +91,14 @@ def cmd_reproduce(args) -> int:
 
     for d in args.dataset or []:
         get_spec(d)
+    from .repro.threads import threads_per_run
+
+    threads_per_run(args.jobs, args.threads)  # a bad --jobs / --threads is a usage error before the store opens
     store = open_store_for(args.db)
     summary = reproduce(
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
         engine=args.engine, scheduler=args.scheduler, n_jobs=args.jobs, store=store, quiet=args.quiet,
-        max_epochs=args.max_epochs, findings=args.with_findings,
+        max_epochs=args.max_epochs, findings=args.with_findings, threads=args.threads,
     )
     print(f"{args.paper}: {summary['done']} runs done, {summary['skipped']} already stored, {summary['failed']} failed"
           f" -> {args.db}")
@@ -156,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="hyperparameter overrides")
     r.add_argument("--db", default=None, help="also store the result in this SQLite file")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help="torch and BLAS threads of the run (default: the process's own)")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("reproduce", help="run a paper's published grid (resumable) and write the report")
@@ -167,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--engine", default="local", choices=["local", "dask"])
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
     rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
+    rp.add_argument("--threads", type=int, default=None,
+                    help="torch and BLAS threads per run (default: cores // jobs with --jobs > 1, so runs never oversubscribe)")
     rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")
     rp.add_argument("--with-findings", action="store_true",
                     help="also run each cell's other readings (e.g. BDGP's first 1000 columns, all rows without the split)")
