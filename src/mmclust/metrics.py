@@ -131,6 +131,7 @@ def _mutual_information(w: np.ndarray, n: int) -> float:
     """MI in nats, sklearn's ``mutual_info_score`` term by term on the non-zero cells."""
     if w.shape[0] == 1 or w.shape[1] == 1:
         return 0.0
+    w = w.T  # classes x clusters: sklearn's order of the non-zero cells, so the sum rounds as sklearn's does
     a, b = w.sum(1), w.sum(0)
     i, j = np.nonzero(w)
     nz = w[i, j].astype(np.float64)
