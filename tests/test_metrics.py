@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix, pair_confusion_matrix
 
 from mmclust import metrics
 
@@ -95,6 +97,105 @@ def test_more_clusters_than_classes_pads():
 def test_bad_input(y, p, msg):
     with pytest.raises(ValueError, match=msg):
         metrics.evaluate(y, p)
+
+
+# -- scikit-learn as the oracle, to 1e-12 -------------------------------------------------------------------
+# Id sets of three kinds reach the three ways a table is built: small non-negative ids (one bincount, no
+# remapping), small ids with negatives (a lookup table), ids far apart (np.unique).
+id_sets = st.one_of(st.lists(st.integers(0, 9), min_size=1, max_size=7, unique=True),
+                    st.lists(st.integers(-6, 6), min_size=1, max_size=7, unique=True),
+                    st.lists(st.integers(-10**12, 10**12), min_size=1, max_size=7, unique=True))
+
+
+@st.composite
+def labelings(draw):
+    """(y_true, y_pred): random, with unequal numbers of clusters and classes, or one cluster, or singletons."""
+    n = draw(st.integers(1, 80))
+    y = np.array(draw(st.lists(st.sampled_from(draw(id_sets)), min_size=n, max_size=n)), dtype=np.int64)
+    kind = draw(st.sampled_from(["random", "one cluster", "singletons", "truth"]))
+    if kind == "random":
+        p = draw(st.lists(st.sampled_from(draw(id_sets)), min_size=n, max_size=n))
+    elif kind == "one cluster":
+        p = [draw(st.integers(-10**12, 10**12))] * n
+    elif kind == "singletons":
+        p = np.array(draw(st.permutations(range(n)))) * draw(st.sampled_from([1, 3, 10**9]))
+    else:  # the truth relabelled: every metric is 1
+        p = y * 5 - 7
+    return y, np.asarray(p, dtype=np.int64)
+
+
+def sklearn_acc(y, p):
+    """DEC's ACC as the code before the one-table rewrite computed it: the square zero-padded table."""
+    w = contingency_matrix(p, y)
+    padded = np.zeros((max(w.shape),) * 2, dtype=np.int64)
+    padded[: w.shape[0], : w.shape[1]] = w
+    rows, cols = linear_sum_assignment(padded.max() - padded)
+    return padded[rows, cols].sum() / len(y)
+
+
+def sklearn_f(y, p):
+    (_, fp), (fn, tp) = pair_confusion_matrix(y, p)
+    if tp == 0:
+        return 1.0 if fp == 0 and fn == 0 else 0.0
+    pr, rc = tp / (tp + fp), tp / (tp + fn)
+    return 2 * pr * rc / (pr + rc)
+
+
+def sklearn_all(y, p) -> dict:
+    out = {"acc": sklearn_acc(y, p), "ari": adjusted_rand_score(y, p), "f_score": sklearn_f(y, p),
+           "purity": contingency_matrix(p, y).max(axis=1).sum() / len(y)}
+    for average in metrics.NMI_AVERAGES:
+        out[f"nmi_{average}"] = normalized_mutual_info_score(y, p, average_method=average)
+    return out
+
+
+def assert_close(got: dict, want: dict):
+    for key in want:
+        assert abs(got[key] - want[key]) <= 1e-12, (key, got[key], want[key])
+
+
+@given(labelings())
+def test_every_metric_equals_sklearn(yp):
+    y, p = yp
+    want = sklearn_all(y, p)
+    got = {"acc": metrics.acc(y, p), "ari": metrics.ari(y, p), "f_score": metrics.f_score(y, p),
+           "purity": metrics.purity(y, p), **{f"nmi_{a}": metrics.nmi(y, p, a) for a in metrics.NMI_AVERAGES}}
+    assert_close(got, want)
+
+
+@given(labelings(), st.sampled_from(metrics.NMI_AVERAGES))
+def test_evaluate_and_score_equal_sklearn(yp, average):
+    """The one-table paths (evaluate, score) against sklearn, not only against the single metrics."""
+    y, p = yp
+    want = sklearn_all(y, p)
+    got = metrics.evaluate(y, p, nmi_average=average)
+    assert set(got) == set(metrics.METRICS)
+    assert_close({**got, f"nmi_{average}": got["nmi"]}, {k: want[k] for k in ("acc", "ari", "f_score", "purity", f"nmi_{average}")})
+    stored = metrics.score(y, p)
+    assert_close({**stored, "nmi_arithmetic": stored["nmi"]}, {k: want[k] for k in ("acc", "ari", "f_score", "purity",
+                                                                                     "nmi_arithmetic", "nmi_geometric")})
+
+
+@given(labelings())
+def test_contingency_table_equals_sklearn(yp):
+    y, p = yp
+    np.testing.assert_array_equal(metrics.contingency_table(y, p), contingency_matrix(p, y))
+
+
+def test_one_cluster_and_singletons_by_hand():
+    y = np.array([0, 0, 1, 1, 2, 2])
+    one = np.full(6, 4)
+    assert metrics.evaluate(y, one) == pytest.approx({"acc": 2 / 6, "nmi": 0.0, "ari": 0.0, "f_score": 2 * (6 / 30) / (1 + 6 / 30),
+                                                      "purity": 2 / 6})
+    single = np.arange(6) * 10
+    # no pair together in the prediction: precision undefined -> F = 0; each singleton is pure
+    assert metrics.f_score(y, single) == 0.0 and metrics.purity(y, single) == 1.0 and metrics.acc(y, single) == 3 / 6
+
+
+def test_too_many_clusters_is_a_clear_error():
+    ids = np.arange(20_000, dtype=np.int64) * 10**9  # far-apart ids: 20,000 x 20,000 cells
+    with pytest.raises(ValueError, match="too large a contingency table"):
+        metrics.evaluate(ids, ids[::-1].copy())
 
 
 def test_million_labels_fast():

@@ -186,6 +186,7 @@ def cmd_compare(args) -> int:
 
 def cmd_run(args) -> int:
     from .repro.runner import RunSpec, execute_run, open_store_for
+    from .repro.threads import threads_per_run
     from .repro.validate import check_device, require_data
 
     if args.dataset is None or args.data is not None or any(getattr(args, a) is not None for a in _FILE_ONLY):
@@ -204,9 +205,10 @@ def cmd_run(args) -> int:
     spec.validate()
     require_data(spec.dataset)
     check_device(spec.device)
+    threads = threads_per_run(1, args.threads)
     store = open_store_for(args.db) if args.db else None
     # with a store, a run already done is reported from the store, never recomputed over its row
-    result = execute_run(spec, store=store, quiet=args.quiet)
+    result = execute_run(spec, store=store, quiet=args.quiet, threads=threads)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
     if result["status"] == "taken":
@@ -271,6 +273,9 @@ def cmd_reproduce(args) -> int:
 
     for d in args.dataset or []:
         get_spec(d)
+    from .repro.threads import threads_per_run
+
+    threads_per_run(args.jobs, args.threads)  # a bad --jobs / --threads is a usage error before the store opens
     specs, not_run = build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
                                 max_epochs=args.max_epochs, findings=args.with_findings)
     for s in specs:
@@ -288,7 +293,7 @@ def cmd_reproduce(args) -> int:
     summary = reproduce(
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
         engine=args.engine, scheduler=args.scheduler, n_jobs=args.jobs, store=store, quiet=args.quiet,
-        max_epochs=args.max_epochs, findings=args.with_findings,
+        max_epochs=args.max_epochs, findings=args.with_findings, threads=args.threads,
     )
     print(f"{args.paper}: {summary['done']} runs done, {summary['skipped']} already stored, {summary['failed']} failed"
           + (f", {summary['taken']} being computed by another process" if summary.get("taken") else "")
@@ -399,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", nargs="*", metavar="NAME=VALUE", help="hyperparameter overrides")
     r.add_argument("--db", default=None, help="also store the result in this SQLite file")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help="torch and BLAS threads of the run (default: the process's own)")
     r.set_defaults(func=cmd_run)
     r.lazy_epilog = _valid_names("methods", "datasets", "devices")
 
@@ -423,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--engine", default="local", choices=["local", "dask"])
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
     rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
+    rp.add_argument("--threads", type=int, default=None,
+                    help="torch and BLAS threads per run (default: cores // jobs with --jobs > 1, so runs never oversubscribe)")
     rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")
     rp.add_argument("--with-findings", action="store_true",
                     help="also run each cell's other readings (e.g. BDGP's first 1000 columns, all rows without the split)")

@@ -58,8 +58,11 @@ from .. import ops
 from ..data import DataError, MultiModalDataset
 from ..runtime import resolve_device, seed_from, torch_generator
 from .base import MultiModalClusterer
-from .nets import (MinibatchDiscrimination, as_device_tensor, check_finite, kmeans_centers, minibatches, mlp,
+from .nets import (EpochLosses, MinibatchDiscrimination, as_device_tensor, kmeans_centers, minibatches, mlp,
                    pretrain_autoencoders, xavier_init_)
+
+# what a diverging loss is called in the DivergenceError message
+_LOSS_NAMES = {"encoder": "encoder loss", "generator": "generator loss", "discriminator": "discriminator loss"}
 
 __all__ = ["CIGITC", "encoder_widths", "fuse_codes", "encoder_loss", "generator_loss", "discriminator_loss", "conditional_noise"]
 
@@ -337,21 +340,26 @@ class CIGITC(MultiModalClusterer):
             nets.centers[0].copy_(kmeans_centers(z_img[has_img], k, self.kmeans_n_init, seed))
             nets.centers[1].copy_(kmeans_centers(z_txt[has_txt], k, self.kmeans_n_init, seed))
         self.gan_pretrain_history_ = []
+        losses = EpochLosses(_LOSS_NAMES)  # per-batch losses stay on the device; one host copy per epoch
         if self.use_gan:
             for epoch in tqdm(range(self.gan_pretrain_epochs), desc="CIGIT-C GAN warm-up", disable=not self.verbose, unit="epoch"):
                 nets.train()
-                sums = {"generator": 0.0, "discriminator": 0.0}
                 batches = minibatches(n, self.batch_size, gen, device)
                 for idx in batches:
-                    for key, val in self._gan_step(idx, x_img, x_txt, has_img, has_txt, gen, opt_gen, opt_dis, epoch).items():
-                        sums[key] += val
-                self.gan_pretrain_history_.append({"epoch": epoch, **{f"{key}_loss": v / len(batches) for key, v in sums.items()}})
+                    for key, val in self._gan_step(idx, x_img, x_txt, has_img, has_txt, gen, opt_gen, opt_dis).items():
+                        losses.add(key, val)
+                sums = losses.pop_totals(epoch)
+                self.gan_pretrain_history_.append({"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
+                                                                      for key in ("generator", "discriminator")}})
         with torch.no_grad():
             nets.eval()
             _, _, z_fus = self._codes(x_img, x_txt, has_img, has_txt, gen, use_fakes=self.use_gan)
             nets.centers[2].copy_(kmeans_centers(z_fus, k, self.kmeans_n_init, seed))
 
         self.history_ = []
+        # each batch row's position among the rows where its view is present (fixed for the fit): targets[0] and
+        # targets[1] hold present rows only
+        ranks = (torch.cumsum(has_img.long(), 0) - 1, torch.cumsum(has_txt.long(), 0) - 1)
         bar = tqdm(range(self.max_epochs), desc="CIGIT-C", disable=not self.verbose, unit="epoch")
         for epoch in bar:
             # targets P (eq. 3) on the full data, fixed for the epoch
@@ -360,15 +368,16 @@ class CIGITC(MultiModalClusterer):
                 q_all = self._assignments(x_img, x_txt, has_img, has_txt, gen)
                 targets = [ops.target_distribution(q) for q in q_all]
             nets.train()
-            sums = {"encoder": 0.0, "generator": 0.0, "discriminator": 0.0}
             batches = minibatches(n, self.batch_size, gen, device)
             for idx in batches:
                 if idx.numel() < 2:
                     continue
-                losses = self._step(idx, x_img, x_txt, has_img, has_txt, targets, gen, opt_enc, opt_gen, opt_dis, epoch)
-                for key, val in losses.items():
-                    sums[key] += val
-            row = {"epoch": epoch, **{f"{key}_loss": val / len(batches) for key, val in sums.items()}}
+                for key, val in self._step(idx, x_img, x_txt, has_img, has_txt, ranks, targets, gen, opt_enc, opt_gen,
+                                           opt_dis).items():
+                    losses.add(key, val)
+            sums = losses.pop_totals(epoch)
+            row = {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
+                                      for key in ("encoder", "generator", "discriminator")}}
             self.history_.append(row)
             if self.verbose:
                 bar.set_postfix(enc=f"{row['encoder_loss']:.4f}")
@@ -446,13 +455,14 @@ class CIGITC(MultiModalClusterer):
         return (ops.student_t_assignment(z_img[has_img], c[0]), ops.student_t_assignment(z_txt[has_txt], c[1]),
                 ops.student_t_assignment(z_fus, c[2]))
 
-    def _step(self, idx, x_img, x_txt, has_img_all, has_txt_all, targets, gen, opt_enc, opt_gen, opt_dis, epoch):
+    def _step(self, idx, x_img, x_txt, has_img_all, has_txt_all, ranks, targets, gen, opt_enc, opt_gen, opt_dis) -> dict:
+        """One batch of Algorithm 1 steps 3-5; returns the detached losses (tensors: read back once per epoch)."""
         nets = self.nets_
         xi, xt, hi, ht = x_img[idx], x_txt[idx], has_img_all[idx], has_txt_all[idx]
         out = {}
         # positions of the batch rows inside the per-view target tensors (targets hold present rows only)
-        pos_img = torch.cumsum(has_img_all.long(), 0)[idx][hi] - 1
-        pos_txt = torch.cumsum(has_txt_all.long(), 0)[idx][ht] - 1
+        pos_img = ranks[0][idx][hi]
+        pos_txt = ranks[1][idx][ht]
 
         # Algorithm 1 step 3: encoders (and centroids) with eq. (4)
         if self.use_kl:
@@ -461,17 +471,16 @@ class CIGITC(MultiModalClusterer):
             loss = encoder_loss(targets[0][pos_img], ops.student_t_assignment(z_img[hi], c[0]),
                                 targets[1][pos_txt], ops.student_t_assignment(z_txt[ht], c[1]),
                                 targets[2][idx], ops.student_t_assignment(z_fus, c[2]), self.alpha)
-            check_finite(loss, "encoder loss", epoch)
             opt_enc.zero_grad(set_to_none=True)
             loss.backward()
             opt_enc.step()
-            out["encoder"] = float(loss.detach())
+            out["encoder"] = loss.detach()
         if self.use_gan:
-            out.update(self._gan_step(idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis, epoch))
+            out.update(self._gan_step(idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis))
         return out
 
-    def _gan_step(self, idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis, epoch) -> dict:
-        """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes."""
+    def _gan_step(self, idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis) -> dict:
+        """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes; detached losses."""
         nets = self.nets_
         xi, xt, hi, ht = x_img[idx], x_txt[idx], has_img_all[idx], has_txt_all[idx]
         with torch.no_grad():
@@ -487,14 +496,12 @@ class CIGITC(MultiModalClusterer):
         both = hi & ht
         g_loss = (generator_loss(nets.d1(fake_txt[hi], q_fake_txt), fake_txt[both], z_txt[both], self.similarity_weight)
                   + generator_loss(nets.d2(fake_img[ht], q_fake_img), fake_img[both], z_img[both], self.similarity_weight))
-        check_finite(g_loss, "generator loss", epoch)
         opt_gen.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_gen.step()
         d_loss = (discriminator_loss(nets.d1(z_txt[ht], q_real_txt), nets.d1(fake_txt[hi].detach(), q_fake_txt.detach()))
                   + discriminator_loss(nets.d2(z_img[hi], q_real_img), nets.d2(fake_img[ht].detach(), q_fake_img.detach())))
-        check_finite(d_loss, "discriminator loss", epoch)
         opt_dis.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_dis.step()
-        return {"generator": float(g_loss.detach()), "discriminator": float(d_loss.detach())}
+        return {"generator": g_loss.detach(), "discriminator": d_loss.detach()}

@@ -188,9 +188,10 @@ def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size
     """
     from tqdm.auto import tqdm
 
-    from .nets import check_finite, minibatches
+    from .nets import EpochLosses, minibatches
 
     full = torch.arange(n, device=device)
+    losses = EpochLosses({"loss": f"{desc} loss"})
     history, labels_prev, it, converged = [], None, 0, False
     p_all = None
 
@@ -209,9 +210,12 @@ def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size
 
     bar = tqdm(range(max_epochs), desc=desc, disable=not verbose, unit="epoch")
     for epoch in bar:
-        total, count = 0.0, 0
+        count = 0
         for idx in minibatches(n, batch_size, generator, device):
             if it % update_interval == 0:
+                # losses since the last update are read (and checked) here, so a diverged model never reaches
+                # the target refresh (JECL's Hungarian alignment cannot take NaN); the update syncs anyway
+                losses.check(epoch)
                 p_all, labels = refresh()
                 changed = None if labels_prev is None else float((labels != labels_prev).float().mean())
                 labels_prev = labels
@@ -219,13 +223,13 @@ def self_training(assign, targets_fn, loss_fn, modules, optimizer, n, batch_size
                     converged = True
                     break
             loss = loss_fn(idx, p_all[idx], assign(idx))
-            check_finite(loss, f"{desc} loss", epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach())
+            losses.add("loss", loss)
             count += 1
             it += 1
+        total = losses.pop_totals(epoch).get("loss", 0.0)
         if count:
             history.append({"epoch": epoch, "loss": total / count, "iterations": it})
         if converged:

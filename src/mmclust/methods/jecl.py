@@ -132,7 +132,7 @@ class JECL(MultiModalClusterer):
         opt = torch.optim.SGD(list(enc_img.parameters()) + list(enc_txt.parameters()) + [mu_img, mu_txt],
                               lr=self.lr, momentum=self.momentum)
         perm = torch.arange(k, device=device)
-        parts_log = []
+        parts_log, part_names = [], []
 
         def assign(idx):
             return (ops.student_t_assignment(enc_img(x_img[idx]), mu_img, self.alpha),
@@ -151,13 +151,16 @@ class JECL(MultiModalClusterer):
         def loss(idx, p_batch, assigned):
             q, r = assigned
             parts = jecl_loss(p_batch, q, r[:, perm], self.gamma, self.beta, self.align, self.regularize)
-            parts_log.append({k_: float(v.detach()) for k_, v in parts.items()})
+            parts_log.append(torch.stack([v.detach() for v in parts.values()]))  # read back once, after training
+            part_names[:] = list(parts)
             return parts["total"]
 
         result = self_training(assign, targets, loss, [enc_img, enc_txt], opt, ds.n_samples, self.batch_size,
                                self.update_interval, self.tol, self.max_epochs, gen, device, self.verbose, "JECL",
                                on_update=realign, labels_of=lambda assigned, p: p.argmax(1))
-        # per-epoch means of the loss parts next to the total
+        # per-epoch means of the loss parts next to the total (the parts' one host copy)
+        parts_log = torch.stack(parts_log).double().cpu().tolist() if parts_log else []
+        parts_log = [dict(zip(part_names, row)) for row in parts_log]
         history, start = [], 0
         for row in result["history"]:
             n_batches = row["iterations"] - (history[-1]["iterations"] if history else 0)

@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 __all__ = ["mlp", "MinibatchDiscrimination", "xavier_init_", "kmeans_centers", "minibatches", "check_finite",
-           "clip_parameters_"]
+           "clip_parameters_", "EpochLosses"]
 
 
 def mlp(dims, batchnorm: bool = False, final_activation: bool = True, negative_slope: float = 0.2,
@@ -96,6 +96,48 @@ def check_finite(value: torch.Tensor, what: str, epoch: int) -> None:
         raise DivergenceError(f"{what} became non-finite at epoch {epoch}", epoch=epoch)
 
 
+class EpochLosses:
+    """Per-batch losses kept on the device and read back once per epoch (one host synchronisation, not one a batch).
+
+    ``add(key, loss)`` keeps a detached scalar; ``check(epoch)`` copies the pending ones to the host at once and
+    adds each to its key's running sum in batch order in float64, the very numbers a running
+    ``total += float(loss)`` gives; ``pop_totals(epoch)`` checks and returns the sums and starts new ones.
+    A non-finite loss raises :class:`DivergenceError` at the check, naming the first one in batch order (``what``
+    maps a key to the words of the message) and the epoch: a run fails at the same epoch as with a check after
+    every batch.
+    """
+
+    def __init__(self, what: dict | None = None):
+        self.what = dict(what or {})
+        self._keys: list[str] = []
+        self._values: list[torch.Tensor] = []
+        self._sums: dict[str, float] = {}
+
+    def add(self, key: str, loss: torch.Tensor) -> None:
+        self._keys.append(key)
+        self._values.append(loss.detach().reshape(()))
+
+    def check(self, epoch: int) -> None:
+        """Fold the pending losses into the sums; raise if one is not finite."""
+        keys, values = self._keys, self._values
+        self._keys, self._values = [], []
+        if not values:
+            return
+        host = torch.stack(values).double().cpu().tolist()  # one host synchronisation for all pending losses
+        for key, value in zip(keys, host):
+            if not np.isfinite(value):
+                from .base import DivergenceError
+
+                raise DivergenceError(f"{self.what.get(key, key)} became non-finite at epoch {epoch}", epoch=epoch)
+            self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def pop_totals(self, epoch: int) -> dict[str, float]:
+        """Per-key sums of every loss added since the last ``pop_totals`` (checked first)."""
+        self.check(epoch)
+        sums, self._sums = self._sums, {}
+        return sums
+
+
 def as_device_tensor(x: np.ndarray, device) -> torch.Tensor:
     # a copy: datasets hold read-only arrays, and the device tensor must not alias them
     return torch.tensor(np.asarray(x), dtype=torch.float32, device=device)
@@ -115,13 +157,14 @@ def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, genera
 
     opts = [torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr) for enc, dec, _, _ in pairs]
     history = []
+    losses = EpochLosses({f"{name}_reconstruction": f"{name} reconstruction loss" for _, _, _, name in pairs})
     for epoch in tqdm(range(epochs), desc=desc, disable=not verbose, unit="epoch"):
-        row = {"epoch": epoch}
+        n_batches = {}
         for (enc, dec, x, name), opt in zip(pairs, opts):
             enc.train()
             dec.train()
-            total = 0.0
             batches = [b for b in minibatches(x.shape[0], batch_size, generator, device) if b.numel() >= min_batch]
+            n_batches[name] = len(batches)
             for idx in batches:
                 inp = x[idx]
                 if corruption > 0:
@@ -131,8 +174,8 @@ def pretrain_autoencoders(pairs, epochs: int, lr: float, batch_size: int, genera
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
-            row[f"{name}_reconstruction"] = total / len(batches)
-            check_finite(torch.tensor(row[f"{name}_reconstruction"]), f"{name} reconstruction loss", epoch)
-        history.append(row)
+                losses.add(f"{name}_reconstruction", loss)
+        sums = losses.pop_totals(epoch)
+        history.append({"epoch": epoch, **{f"{name}_reconstruction": sums.get(f"{name}_reconstruction", 0.0) / n_batches[name]
+                                           for _, _, _, name in pairs}})
     return history

@@ -35,6 +35,7 @@ from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import Heartbeat, ResultStore, new_owner
 from . import validate as _validate
+from .threads import current_threads, limit_threads, threads_per_run
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
            "environment_fingerprint"]
@@ -222,7 +223,7 @@ def environment_fingerprint() -> dict:
         "scipy": scipy.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__,
         "cuda": torch.version.cuda, "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "blas_threads": current_threads()["blas"],
     }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -238,7 +239,8 @@ def _peak_cpu_mb() -> float | None:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 1024.0**2
 
 
-def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = True, force: bool = False) -> dict:
+def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = True, force: bool = False,
+                threads: int | None = None) -> dict:
     """Run one configuration and (with a store) record it. Never raises for a failed fit.
 
     With a store, a run already ``done`` is skipped (returns the stored row) unless ``force``, and a run is
@@ -246,6 +248,7 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
     ``status="taken"`` and that ``owner``. A fit that raises or diverges is recorded as ``failed`` with its error
     and epoch. Usage problems (bad settings, a device not present, data missing or corrupt) raise
     :class:`DataError` before any row is written.
+    ``threads`` sets this process's torch and BLAS threads first (:mod:`mmclust.repro.threads`); None keeps them.
     """
     from ..runtime import resolve_device
 
@@ -256,8 +259,11 @@ def execute_run(spec: RunSpec, store: ResultStore | None = None, quiet: bool = T
         row = store.get(run_id)
         row["skipped"] = True
         return row
-    _validate.require_data(spec.dataset)
+    if spec.data is None:  # a user's file is read (and its problems named) by _user_file
+        _validate.require_data(spec.dataset)
     device = resolve_device(_validate.check_device(spec.device))
+    if threads is not None:  # before any torch work of this run
+        limit_threads(threads)
     owner = new_owner()
     if store is not None and not store.claim(run_id, ident, owner, retake_done=force):
         row = store.get(run_id)
@@ -388,11 +394,11 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     return specs, skipped
 
 
-def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool) -> dict:
+def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | None = None) -> dict:
     # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection
     store = ResultStore(db_path)
     try:
-        res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet)
+        res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet, threads=threads)
         return {"run_id": res["run_id"], "status": res["status"], "skipped": bool(res.get("skipped")), "owner": res.get("owner")}
     finally:
         store.close()
@@ -400,7 +406,8 @@ def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool) -> dict:
 
 def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
               engine: str = "local", scheduler: str | None = None, n_jobs: int = 1, store: ResultStore | None = None,
-              quiet: bool = False, max_epochs: int | None = None, client=None, findings: bool = False) -> dict:
+              quiet: bool = False, max_epochs: int | None = None, client=None, findings: bool = False,
+              threads: int | None = None) -> dict:
     """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
 
     Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
@@ -408,11 +415,14 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     share the work: each run is claimed before it is computed (see :meth:`ResultStore.claim`), and a run another
     live process holds is counted under ``taken``, not computed again. Every run is validated before the first
     one starts, so a bad setting stops the sweep before anything is written.
+    Each run gets ``threads`` torch / BLAS threads, or with ``n_jobs`` > 1 local runs ``cores // n_jobs``
+    (never more threads than cores); Dask workers keep their own setting unless ``threads`` is given.
     """
     from tqdm.auto import tqdm
 
     if engine not in ("local", "dask"):
         raise DataError(f"unknown engine {engine!r}; valid: local, dask")
+    run_threads = threads_per_run(n_jobs if engine == "local" else 1, threads)
     store = store or ResultStore("results.db")
     specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs,
                                       findings=findings)
@@ -427,14 +437,15 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     if engine == "local" and n_jobs == 1:
         outcomes = []
         for s in tqdm(todo, desc=f"{Path(paper).stem} runs", disable=quiet, unit="run"):
-            res = execute_run(s, store=store, quiet=quiet)  # epoch bars nest under the run bar
+            res = execute_run(s, store=store, quiet=quiet, threads=run_threads)  # epoch bars nest under the run bar
             outcomes.append({"status": res["status"], "skipped": bool(res.get("skipped"))})
     elif engine == "local":
         from joblib import Parallel, delayed
 
-        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, str(store.path), True) for p in payload)
+        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, str(store.path), True, run_threads) for p in payload)
     else:
-        outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet)
+        outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet,
+                                threads=run_threads)
     for o in outcomes:
         if o.get("skipped"):  # finished by another process after this sweep listed it
             summary["skipped"] += 1
@@ -445,7 +456,8 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     return summary
 
 
-def _run_on_dask(payload: list[dict], db_path: str, scheduler: str | None, client=None, quiet: bool = True) -> list[dict]:
+def _run_on_dask(payload: list[dict], db_path: str, scheduler: str | None, client=None, quiet: bool = True,
+                 threads: int | None = None) -> list[dict]:
     try:
         from dask.distributed import Client, as_completed
     except ImportError as err:
@@ -456,7 +468,7 @@ def _run_on_dask(payload: list[dict], db_path: str, scheduler: str | None, clien
             raise DataError("engine 'dask' needs --scheduler ADDRESS of a running Dask scheduler")
         client = Client(scheduler)
     try:
-        futures = [client.submit(_run_in_worker, p, db_path, True, pure=False) for p in payload]
+        futures = [client.submit(_run_in_worker, p, db_path, True, threads, pure=False) for p in payload]
         return [f.result() for f in as_completed(futures)]
     finally:
         if own:
