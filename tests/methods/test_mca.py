@@ -252,3 +252,31 @@ def test_bad_input_is_named(joint):
         MCA(**FAST).predict(joint)
     flat = joint.replace(context={k: joint.context[k] for k in ("noun_embeddings", "noun_offsets")})
     assert MCA(hierarchy_filter=False, **{**FAST, "max_epochs": 1}).fit(flat).labels_.shape == (joint.n_samples,)
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"k_image": 2.5}, "k_image"), ({"chunk_size": 10.0}, "chunk_size"), ({"gamma_r": True}, r"invalid settings \['gamma_r'\]"),
+    ({"eta": float("nan")}, "eta"), ({"lambda_a": None}, "lambda_a"), ({"tau_pa": 0.0}, "tau_pa"),
+    ({"lambda_sa": -1.0}, "lambda_sa"), ({"k_text": 1000}, "k_text=1000 exceed"), ({"k_proto": 1000}, "k_proto=1000"),
+    ({"gamma_h": 50}, "kept 0 word"), ({"rho_u": 1.5}, "rho_u"),
+])
+def test_bad_settings_are_named(joint, settings, named):
+    with pytest.raises(DataError, match=named):
+        MCA(**{**FAST, "max_epochs": 1, **settings}).fit(joint)
+
+
+def _context(joint, **changes):
+    return joint.replace(context={**joint.context, **changes})
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda c: {"noun_offsets": np.zeros_like(c["noun_offsets"])}, "distinct integer"),
+    (lambda c: {"noun_offsets": c["noun_offsets"] + 0.5}, "distinct integer"),
+    (lambda c: {"noun_offsets": c["noun_offsets"] + 10**6}, "not in the hypernym graph"),
+    (lambda c: {"hypernym_parent": c["hypernym_parent"][:-1]}, "equal length"),
+    (lambda c: {"noun_embeddings": np.vstack([c["noun_embeddings"][:-1], np.zeros((1, c["noun_embeddings"].shape[1]))])},
+     "all zeros"),
+])
+def test_bad_context_is_named(joint, change, named):
+    with pytest.raises(DataError, match=named):
+        MCA(**{**FAST, "max_epochs": 1}).fit(_context(joint, **change(joint.context)))
