@@ -400,6 +400,22 @@ def test_fit_searches_the_paper_neighbourhoods(joint, monkeypatch):
         return out
 
     monkeypatch.setattr(ops, "topk_neighbours", spy)
+    import mmclust.methods.mca as mca_module
+
+    kmeans_calls, proto_calls = [], []
+    real_kmeans, real_protos = mca_module.kmeans_centers, ops.soft_prototypes
+
+    def kmeans_spy(z, k, *args, **kwargs):
+        kmeans_calls.append((z.clone(), k))
+        return real_kmeans(z, k, *args, **kwargs)
+
+    def protos_spy(q, x):
+        out = real_protos(q, x)
+        proto_calls.append((q.clone(), x.clone(), out))
+        return out
+
+    monkeypatch.setattr(mca_module, "kmeans_centers", kmeans_spy)
+    monkeypatch.setattr(ops, "soft_prototypes", protos_spy)
     est = MCA(random_state=0, **{**FAST, "max_epochs": 3, "k_text": 4}).fit(joint)
     unit = torch.nn.functional.normalize
     u = unit(torch.tensor(np.asarray(joint.views["image"]), dtype=torch.float32), dim=1)
@@ -419,6 +435,14 @@ def test_fit_searches_the_paper_neighbourhoods(joint, monkeypatch):
     for nearest, around in zip(proto[0::2], proto[1::2]):
         assert same(around[0], v[nearest[4].squeeze(1)])  # the k_p search starts from the nearest word itself
     assert not same(proto[0][0], proto[4][0])  # h^I moves with q: recomputed each epoch
+    # h^I: soft means of the images under the current q (not hard means), the rows the nearest-word search starts from
+    assert len(proto_calls) == 3
+    for (q, x, out), nearest in zip(proto_calls, proto[0::2]):
+        assert same(x, u) and same(out, nearest[0]) and torch.allclose(q.sum(1), torch.ones(len(q)))
+        assert ((q > 1e-3) & (q < 1 - 1e-3)).any()
+    # the uniqueness filter: k-means of the images into c centres, then gamma_r nouns per centre
+    assert len(kmeans_calls) == 1 and same(kmeans_calls[0][0], u) and kmeans_calls[0][1] == 4
+    assert [c[2] for c in calls if c[0].shape[0] == 4 and c[1].shape[0] > v.shape[0]] == [FAST["gamma_r"]]
 
 
 def test_attention_weights_learn_only_under_the_soft_target(joint):
@@ -430,3 +454,22 @@ def test_attention_weights_learn_only_under_the_soft_target(joint):
         assert torch.equal(w.detach(), eye) and not w.requires_grad
     for w in (soft.nets_.w_image, soft.nets_.w_text):
         assert not torch.allclose(w.detach(), eye)
+
+
+def test_prototype_inputs_match_the_papers_construction():
+    """h^I_l = sum_i q_il u_i / ||q_l||_1 under the current (soft) q; h^S_l = mean of the k_p words of T nearest the
+    word of T nearest h^I_l (that word included), by cosine; brute force."""
+    g = torch.Generator().manual_seed(12)
+    unit = torch.nn.functional.normalize
+    u, v = unit(torch.randn(30, 5, generator=g), dim=1), unit(torch.randn(9, 5, generator=g), dim=1)
+    est = MCA(chunk_size=7)
+    est.nets_ = _MCANets(5, 3)
+    h_image, h_text = est._prototype_inputs(u, v, 4)
+    q = est.nets_.q(u).detach()
+    want_image = (q.T @ u) / q.sum(0)[:, None]
+    np.testing.assert_allclose(h_image.numpy(), want_image.numpy(), rtol=1e-5, atol=1e-6)
+    for l in range(3):
+        word = int(np.argmax(v.numpy() @ want_image[l].numpy() / np.linalg.norm(want_image[l].numpy())))
+        near = np.argsort(-(v.numpy() @ v[word].numpy()), kind="stable")[:4]
+        assert word in near
+        np.testing.assert_allclose(h_text[l].numpy(), v[near].mean(0).numpy(), rtol=1e-5, atol=1e-6)
