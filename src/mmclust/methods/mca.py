@@ -86,7 +86,8 @@ def uniqueness_scores(nouns: torch.Tensor) -> torch.Tensor:
 def uniqueness_filter(centres: torch.Tensor, nouns: torch.Tensor, gamma_r: int, rho_u: float,
                       chunk_size: int = 4096) -> np.ndarray:
     """W_c: the union over image centres of the ``gamma_r`` nouns nearest (cosine) each centre, searched among the
-    nouns whose uniqueness exceeds ``rho_u`` (ambiguity 5). Returns sorted row indices into ``nouns``."""
+    nouns whose uniqueness exceeds ``rho_u`` (ambiguity 5); all of those when fewer than ``gamma_r`` are unique.
+    Returns sorted row indices into ``nouns``."""
     unique = torch.nonzero(uniqueness_scores(nouns) > rho_u).squeeze(1)
     if unique.numel() == 0:
         raise DataError(f"MCA: no noun has uniqueness > rho_u={rho_u}; lower rho_u")
@@ -106,7 +107,7 @@ def hierarchy_filter(nearest_offsets, candidate_offsets, parents: dict, gamma_h:
     """
     candidates = {int(o) for o in np.asarray(candidate_offsets).tolist()}
     on_paths: set = set()
-    for o in {int(o) for o in np.asarray(nearest_offsets).tolist()}:
+    for o in np.unique(np.asarray(nearest_offsets, dtype=np.int64)).tolist():  # one walk per distinct noun, not per image
         seen, todo = {o}, [o]
         while todo:
             for p in parents.get(todo.pop(), ()):
