@@ -79,7 +79,19 @@ def test_mca_side_file_problems_are_named(tmp_path, monkeypatch):
     np.savez(tmp_path / registry.MCA_NOUNS_FILE, words=np.zeros((3, 512)))
     with pytest.raises(DataError, match="needs arrays 'text'"):
         spec.loader(spec.path, spec)
+    offsets = read_data_noun(FIXTURE).offsets
+    for name, write in (("truncated", lambda f: f.write_bytes(b"PK\x03\x04" + b"x" * 300)),
+                        ("a bare .npy", lambda f: f.write_bytes((tmp_path / "a.npy").read_bytes())),
+                        ("float offsets", lambda f: np.savez(f, text=np.ones((26, 512)), offset=offsets + 0.0)),
+                        ("repeated offsets", lambda f: np.savez(f, text=np.ones((26, 512)), offset=np.r_[offsets[:-1], offsets[0]]))):
+        np.save(tmp_path / "a.npy", np.zeros(3))
+        write(tmp_path / registry.MCA_NOUNS_FILE)
+        with pytest.raises(DataError, match=registry.MCA_NOUNS_FILE):
+            spec.loader(spec.path, spec)
     _write_mca_files(tmp_path)
+    (tmp_path / registry.MCA_WORDNET_FILE).write_bytes(b"\xff\xfe not text")
+    with pytest.raises(DataError, match="data.noun line 1"):
+        spec.loader(spec.path, spec)
     (tmp_path / registry.MCA_WORDNET_FILE).unlink()
     monkeypatch.setattr(wordnet, "_STANDARD_DIRS", ())  # nor an installed WordNet to fall back to
     with pytest.raises(FileNotFoundError, match="data.noun"):

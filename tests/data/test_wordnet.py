@@ -77,3 +77,19 @@ def test_installed_wordnet_noun_file():
     depth = max_depths(s.offsets, parents)
     assert min(depth.values()) == 0 and all(v > 0 for o, v in depth.items() if o != ROOT_OFFSET)
     assert np.isin(s.parent, s.offsets).all()
+
+
+@pytest.mark.parametrize("body, named", [
+    (b"00001930 03 n 01 physical_entity 0 001 @ 0000x740 n 0000 | g\n", "line 3.*hypernym pointer offset"),
+    (b"00001930 03 n 01 physical_entity 0 001 @ 00009999 n 0000 | g\n", "00009999"),  # dangling: no such synset
+    (b"00001930 03 n 01 physical\xff_entity 0 000 | g\n", "line 3.*UTF-8"),
+])
+def test_broken_lines_are_named(tmp_path, body, named):
+    path = tmp_path / "data.noun"
+    path.write_bytes(b"  licence line\n00001740 03 n 01 entity 0 001 ~ 00001930 n 0000 | gloss\n" + body)
+    with pytest.raises(DataError, match=named):
+        read_data_noun(path)
+    # the same file with the line repaired reads
+    path.write_bytes(b"  licence line\n00001740 03 n 01 entity 0 001 ~ 00001930 n 0000 | gloss\n"
+                     b"00001930 03 n 01 physical_entity 0 001 @ 00001740 n 0000 | g\n")
+    assert read_data_noun(path).parent.tolist() == [ROOT_OFFSET]

@@ -281,10 +281,15 @@ def _load_mca(path: Path, spec: DatasetSpec) -> MultiModalDataset:
 
     ds = _load_user_npz(path, spec)
     nouns_path = _checked_extra(spec, MCA_NOUNS_FILE)
+    import zipfile
+
     try:
-        with np.load(nouns_path, allow_pickle=False) as z:
+        z = np.load(nouns_path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy under the .npz name
+            raise ValueError("a single .npy array, not an .npz archive")
+        with z:
             arrays = {key: z[key] for key in ("text", "offset") if key in z.files}
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise DataError(f"{nouns_path.name}: cannot be read as .npz without pickle ({err})") from err
     if len(arrays) != 2:
         raise DataError(f"{nouns_path.name}: needs arrays 'text' (m, 512) and 'offset' (m,); format: {MCA_FORMAT}")
@@ -292,6 +297,9 @@ def _load_mca(path: Path, spec: DatasetSpec) -> MultiModalDataset:
     if text.ndim != 2 or text.shape[1] != spec.dims["image"] or offset.shape != (text.shape[0],):
         raise DataError(f"{nouns_path.name}: 'text' must be (m, {spec.dims['image']}) and 'offset' (m,), got "
                         f"{text.shape} and {offset.shape}")
+    if not np.issubdtype(offset.dtype, np.integer) or np.unique(offset).size != offset.size:
+        raise DataError(f"{nouns_path.name}: 'offset' must be distinct integer synset offsets (one row per synset), got "
+                        f"dtype {offset.dtype} with {offset.size - np.unique(offset).size} repeats")
     synsets = read_data_noun(_checked_extra(spec, MCA_WORDNET_FILE))
     unknown = np.setdiff1d(offset, synsets.offsets)
     if unknown.size:

@@ -69,8 +69,13 @@ def read_data_noun(path) -> NounSynsets:
     if path.stat().st_size > MAX_BYTES:
         raise DataError(f"{path.name}: {path.stat().st_size} bytes is larger than any WordNet data.noun ({MAX_BYTES} limit)")
     offsets, lemmas, child, parent = [], [], [], []
-    with open(path, encoding="utf-8", errors="strict") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:  # bytes, decoded line by line, so that an undecodable line is named like any other
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path.name} line {lineno}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                                f"not a WordNet data.noun") from None
             if line.startswith("  ") or not line.strip():
                 continue  # licence header
             try:
@@ -84,20 +89,29 @@ def read_data_noun(path) -> NounSynsets:
                     raise ValueError("counts do not match the fields")
                 if head[0] != f"{offset:08d}":
                     raise ValueError(f"offset {head[0]!r} is not 8 digits")
+                hypernyms = [ptrs[i + 1] for i in range(0, len(ptrs), 4)
+                             if ptrs[i] in _HYPERNYM_SYMBOLS and ptrs[i + 2] == "n"]
+                for target in hypernyms:
+                    if len(target) != 8 or not target.isdigit():
+                        raise ValueError(f"hypernym pointer offset {target!r} is not 8 digits")
             except (ValueError, IndexError) as err:
                 raise DataError(f"{path.name} line {lineno}: not a wndb(5) noun synset line ({err}): {line[:80]!r}") from None
             offsets.append(offset)
             lemmas.append(words[0].replace("_", " "))
-            for i in range(0, len(ptrs), 4):
-                if ptrs[i] in _HYPERNYM_SYMBOLS and ptrs[i + 2] == "n":
-                    child.append(offset)
-                    parent.append(int(ptrs[i + 1]))
+            child.extend([offset] * len(hypernyms))
+            parent.extend(int(t) for t in hypernyms)
     if not offsets:
         raise DataError(f"{path.name}: no noun synsets found")
     offs = np.asarray(offsets, dtype=np.int64)
     if np.unique(offs).size != offs.size:
         raise DataError(f"{path.name}: repeated synset offsets")
-    return NounSynsets(offs, tuple(lemmas), np.asarray(child, dtype=np.int64), np.asarray(parent, dtype=np.int64))
+    par = np.asarray(parent, dtype=np.int64)
+    # a hypernym outside the file would read as a second root and silently shift every depth below it
+    dangling = np.setdiff1d(par, offs)
+    if dangling.size:
+        raise DataError(f"{path.name}: {dangling.size} hypernym pointer(s) name synsets not in the file, e.g. "
+                        f"{int(dangling[0]):08d} (a truncated or mixed-up data.noun)")
+    return NounSynsets(offs, tuple(lemmas), np.asarray(child, dtype=np.int64), par)
 
 
 def parents_of(child, parent) -> dict:

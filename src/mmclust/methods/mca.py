@@ -86,7 +86,8 @@ def uniqueness_scores(nouns: torch.Tensor) -> torch.Tensor:
 def uniqueness_filter(centres: torch.Tensor, nouns: torch.Tensor, gamma_r: int, rho_u: float,
                       chunk_size: int = 4096) -> np.ndarray:
     """W_c: the union over image centres of the ``gamma_r`` nouns nearest (cosine) each centre, searched among the
-    nouns whose uniqueness exceeds ``rho_u`` (ambiguity 5). Returns sorted row indices into ``nouns``."""
+    nouns whose uniqueness exceeds ``rho_u`` (ambiguity 5); all of those when fewer than ``gamma_r`` are unique.
+    Returns sorted row indices into ``nouns``."""
     unique = torch.nonzero(uniqueness_scores(nouns) > rho_u).squeeze(1)
     if unique.numel() == 0:
         raise DataError(f"MCA: no noun has uniqueness > rho_u={rho_u}; lower rho_u")
@@ -106,7 +107,7 @@ def hierarchy_filter(nearest_offsets, candidate_offsets, parents: dict, gamma_h:
     """
     candidates = {int(o) for o in np.asarray(candidate_offsets).tolist()}
     on_paths: set = set()
-    for o in {int(o) for o in np.asarray(nearest_offsets).tolist()}:
+    for o in np.unique(np.asarray(nearest_offsets, dtype=np.int64)).tolist():  # one walk per distinct noun, not per image
         seen, todo = {o}, [o]
         while todo:
             for p in parents.get(todo.pop(), ()):
@@ -234,8 +235,8 @@ class MCA(MultiModalClusterer):
     gamma_h : int, default 1 — top levels below the root dropped by the hierarchy filter (guess).
     k_image : int, default 20 — k_I image neighbours (SIC).
     k_text : int, default 5 — k_S neighbour words (guess; Fig. 5 varies it).
-    k_proto : int, default 30 — k_p words averaged into a text prototype (SIC's neighbour count; Fig. 5). Capped
-        at |T|; at k_p >= |T| every text prototype is the mean of all words and L_pa is constant (no gradient).
+    k_proto : int, default 30 — k_p words averaged into a text prototype (SIC's neighbour count; Fig. 5). k_S and
+        k_p above |T| are errors; at k_p = |T| every text prototype is the mean of all words and L_pa is constant.
     eta : float, default 5 — balance weight (SIC's entropy weight).
     tau_ia, tau_pa : float, default 0.1 — temperatures of eqs. (2), (3) (guess).
     lambda_a, lambda_pa, lambda_sa : float, default 1 — weights of eqs. (7), (8) (guess; Fig. 6 around 1).
@@ -313,16 +314,45 @@ class MCA(MultiModalClusterer):
         if nouns.ndim != 2 or nouns.shape[1] != ds.dims[image] or nouns.shape[0] < 2:
             raise DataError(f"{ds.name}: noun_embeddings must be (m >= 2, {ds.dims[image]}) like the image view, "
                             f"got {nouns.shape}")
-        if np.asarray(ctx["noun_offsets"]).shape != (nouns.shape[0],):
+        offsets = np.asarray(ctx["noun_offsets"])
+        if offsets.shape != (nouns.shape[0],):
             raise DataError(f"{ds.name}: noun_offsets must have one offset per noun ({nouns.shape[0]})")
+        if not np.issubdtype(offsets.dtype, np.integer) or np.unique(offsets).size != offsets.size:
+            raise DataError(f"{ds.name}: noun_offsets must be distinct integer synset offsets (one noun per synset)")
+        zero = np.flatnonzero(~(np.linalg.norm(nouns, axis=1) > 0))
+        if zero.size:
+            raise DataError(f"{ds.name}: {zero.size} noun embedding(s) are all zeros (row {zero[0]}): no direction to compare")
+        zero = np.flatnonzero(~(np.linalg.norm(np.asarray(ds.views[image]), axis=1) > 0))
+        if zero.size:
+            raise DataError(f"{ds.name}: {zero.size} image embedding(s) are all zeros (row {zero[0]}): no direction to compare")
+        if self.hierarchy_filter:
+            child, parent = np.asarray(ctx["hypernym_child"]), np.asarray(ctx["hypernym_parent"])
+            if (child.ndim != 1 or child.shape != parent.shape or not np.issubdtype(child.dtype, np.integer)
+                    or not np.issubdtype(parent.dtype, np.integer)):
+                raise DataError(f"{ds.name}: hypernym_child and hypernym_parent must be integer offsets of equal "
+                                f"length (one edge each), got {child.dtype} {child.shape} and {parent.dtype} {parent.shape}")
+            # a noun outside the graph would read as a root and always be filtered out, whatever the images say
+            outside = np.setdiff1d(offsets, np.concatenate([child, parent]))
+            if outside.size:
+                raise DataError(f"{ds.name}: {outside.size} noun offset(s) are not in the hypernym graph, e.g. "
+                                f"{int(outside[0]):08d} (offsets and data.noun disagree)")
         if self.semantic_target not in _TARGETS:
             raise DataError(f"MCA: semantic_target must be one of {_TARGETS}, got {self.semantic_target!r}")
         ints = {"gamma_r": 1, "k_image": 1, "k_text": 1, "k_proto": 1, "batch_size": 2, "kmeans_n_init": 1,
                 "chunk_size": 1, "gamma_h": 0, "max_epochs": 0}
-        bad = [name for name, lo in ints.items() if not getattr(self, name) >= lo]
-        if bad or not (self.lr > 0 and self.tau_ia > 0 and self.tau_pa > 0 and self.weight_decay >= 0):
-            raise DataError(f"MCA: invalid settings {bad or ''} (need gamma_r, k_*, kmeans_n_init, chunk_size >= 1, "
-                            "batch_size >= 2, gamma_h, max_epochs >= 0, lr, tau_ia, tau_pa > 0, weight_decay >= 0)")
+        bad = [name for name, lo in ints.items() if isinstance(getattr(self, name), bool)
+               or not isinstance(getattr(self, name), (int, np.integer)) or not getattr(self, name) >= lo]
+        reals = {"lr": 0, "tau_ia": 0, "tau_pa": 0, "weight_decay": None, "eta": None, "lambda_a": None,
+                 "lambda_pa": None, "lambda_sa": None, "rho_u": None}  # 0: must be > 0; None: >= 0
+        for name, lo in reals.items():
+            x = getattr(self, name)
+            if (isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) or not np.isfinite(x)
+                    or not (x > 0 if lo == 0 else x >= 0)):
+                bad.append(name)
+        if bad:
+            raise DataError(f"MCA: invalid settings {bad} (need integers gamma_r, k_*, kmeans_n_init, chunk_size >= 1, "
+                            "batch_size >= 2, gamma_h, max_epochs >= 0; finite reals lr, tau_ia, tau_pa > 0 and "
+                            "weight_decay, eta, lambda_*, rho_u >= 0)")
         if self.k_image >= ds.n_samples:
             raise DataError(f"{ds.name}: k_image={self.k_image} needs more than {self.k_image} images")
         return k, ctx
@@ -343,7 +373,12 @@ class MCA(MultiModalClusterer):
                             f"(lower gamma_h or rho_u, or raise gamma_r)")
         self.semantic_space_, self.n_words_ = space, int(space.words.size)
         v = nouns[torch.as_tensor(space.words, device=device)]
-        k_text, k_proto = min(self.k_text, v.shape[0]), min(self.k_proto, v.shape[0])
+        too_many = [f"{name}={val}" for name, val in (("k_text", self.k_text), ("k_proto", self.k_proto))
+                    if val > v.shape[0]]
+        if too_many:  # an error, not a silent cap that would change the method behind the setting
+            raise DataError(f"{ds.name}: {', '.join(too_many)} exceed(s) the {v.shape[0]} words the semantic space kept "
+                            f"(lower them, or keep more words: raise gamma_r, lower gamma_h or rho_u)")
+        k_text, k_proto = self.k_text, self.k_proto
         nb_image = ops.topk_neighbours(u, u, self.k_image, self.chunk_size, exclude_self=True)
         nb_text = ops.topk_neighbours(u, v, k_text, self.chunk_size)
 
