@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 import torch
 
 from mmclust import DataError
@@ -248,7 +249,7 @@ def test_bad_input_is_named(joint):
         MCA(**FAST).fit(joint.replace(context={**joint.context, "noun_embeddings": np.ones((5, 3))}))
     with pytest.raises(DataError, match="semantic_target"):
         MCA(**{**FAST, "semantic_target": "fuzzy"}).fit(joint)
-    with pytest.raises(DataError, match="fit"):
+    with pytest.raises(NotFittedError, match="fit"):  # scikit-learn's error, as every method here
         MCA(**FAST).predict(joint)
     flat = joint.replace(context={k: joint.context[k] for k in ("noun_embeddings", "noun_offsets")})
     assert MCA(hierarchy_filter=False, **{**FAST, "max_epochs": 1}).fit(flat).labels_.shape == (joint.n_samples,)
