@@ -192,3 +192,17 @@ def test_missing_views_protocol_on_a_file(method, fixture, request, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "(incomplete 30%" in out and "acc=" in out
+
+
+def test_run_kmeans_on_a_sparse_v73_file(tmp_path, capsys):
+    # MATLAB v7.3 (HDF5): h5py gives 64-bit sparse indices, which scikit-learn's k-means refused (run failed)
+    from scipy import sparse
+
+    from tests.data.mvfiles import write_v73
+
+    views, y = tfidf_views(120, 6, (200, 150, 100, 80, 60), seed=0)
+    path = write_v73(tmp_path / "docs73.mat", {"fea": [sparse.csc_matrix(v) for v in views],
+                                               "gt": y.reshape(-1, 1).astype(float)})
+    assert main(["run", "kmeans", "--data", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "normalize=l2" in out and _metrics(out)["acc"] > 0.9

@@ -62,3 +62,17 @@ def test_densified_states_memory_and_refuses_above_the_limit(monkeypatch):
 def test_concatenated_accepts_sparse():
     ds = _sparse_ds()
     np.testing.assert_allclose(ds.concatenated(), np.hstack([ds.views["words"].toarray(), ds.views["dense"]]))
+
+
+def test_64_bit_sparse_indices_become_32_bit_and_k_means_takes_them():
+    # h5py hands a MATLAB v7.3 sparse matrix over with 64-bit indices; scikit-learn's k-means refuses those
+    from mmclust.methods import KMeansBaseline
+
+    x = sparse.random(60, 30, density=0.3, random_state=3, format="csr")
+    wide = sparse.csr_array((x.data, x.indices.astype(np.int64), x.indptr.astype(np.int64)), shape=x.shape)
+    assert wide.indices.dtype == np.int64
+    ds = MultiModalDataset({"w": wide}, labels=None)
+    assert ds.views["w"].indices.dtype == np.int32 and ds.views["w"].indptr.dtype == np.int32
+    np.testing.assert_allclose(ds.views["w"].toarray(), x.toarray(), rtol=1e-6)
+    labels = KMeansBaseline(n_clusters=3, n_init=2, random_state=0).fit(ds).labels_
+    assert labels.shape == (60,) and set(labels.tolist()) == {0, 1, 2}
