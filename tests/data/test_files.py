@@ -115,6 +115,21 @@ def test_labels_of_any_ids_and_one_hot(tmp_path, rng):
     np.testing.assert_array_equal(load_views_file(tmp_path / "oh.npz").dataset.labels, [0, 1, 2, 1, 0, 2, 2, 1, 0])
 
 
+def test_label_ids_too_large_to_be_told_apart_are_refused(tmp_path, rng):
+    # 1e20 and 3e20 both cast to int64's minimum: one class, silently, before this check
+    x = rng.normal(size=(6, 4))
+    np.savez(tmp_path / "big.npz", x=x, y=np.array([1e20, 3e20, 1e20, 3e20, 5.0, 5.0]))
+    with pytest.raises(DataError, match=r"labels 'y' entry 0 is 1e\+20: too large for an integer class id"):
+        load_views_file(tmp_path / "big.npz")
+    np.savez(tmp_path / "u64.npz", x=x, y=np.array([2**63 + 1, 1, 1, 2, 2, 1], dtype=np.uint64))
+    with pytest.raises(DataError, match="entry 0 is 9223372036854775809: too large"):
+        load_views_file(tmp_path / "u64.npz")
+    np.savez(tmp_path / "ok.npz", x=x, y=np.array([2.0**52, -3, 2.0**52, -3, 7, 7]))
+    f = load_views_file(tmp_path / "ok.npz")  # large but exact ids stay distinct, and the note shows plain numbers
+    np.testing.assert_array_equal(f.label_ids, [-3, 7, 2**52])
+    assert f"labels [-3, 7, {2**52}] mapped to 0..2" in f.notes
+
+
 def test_named_arrays_and_explicit_keys(tmp_path, rng):
     from scipy.io import savemat
 

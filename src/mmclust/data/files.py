@@ -289,6 +289,12 @@ def _n_and_labels(fname, views, raw_labels, labels_key, samples_in):
     if not np.all(y == np.round(y)):
         i = int(np.argmax(y != np.round(y)))
         raise DataError(f"{fname}: labels {labels_key!r} entry {i} is {y[i]}; labels must be integers")
+    # an id int64 cannot hold (or a float past 2**53, where neighbouring integers merge) would be cast silently
+    # into another class's id
+    big = np.abs(y.astype(np.float64)) >= (2.0**53 if y.dtype.kind == "f" else 2.0**63)
+    if big.any():
+        i = int(np.argmax(big))
+        raise DataError(f"{fname}: labels {labels_key!r} entry {i} is {y[i]}: too large for an integer class id")
     return int(y.size), y.astype(np.int64)
 
 
@@ -324,4 +330,4 @@ def _keys(variables) -> str:
 
 
 def _ids_text(ids) -> str:
-    return f"{ids[0]}..{ids[-1]}" if np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size)) else str(list(ids[:8]))
+    return f"{ids[0]}..{ids[-1]}" if np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size)) else str([int(i) for i in ids[:8]])
