@@ -85,6 +85,21 @@ def test_saved_csv_keeps_the_files_label_ids(dense_mat, tmp_path):
     assert rows[0] == "row,cluster,label" and rows[1].endswith(",1") and rows[-1].endswith(",4")
 
 
+def test_saved_csv_has_every_rows_own_label_id_in_file_order(tmp_path, rng):
+    # ids that are neither 0..k-1 nor 1..k, rows not sorted by class: the csv's label column is the file's, row by row
+    ids = rng.permutation(np.repeat(np.array([-7, 3, 40]), 30))
+    centres = {-7: 0.0, 3: 8.0, 40: -8.0}
+    x = np.array([centres[i] for i in ids])[:, None] + rng.normal(size=(90, 3))
+    np.savez(tmp_path / "ids.npz", a=x, b=x[:, :2] + rng.normal(size=(90, 2)), labels=ids)
+    out_path = tmp_path / "pred.csv"
+    assert main(["run", "kmeans", "--data", str(tmp_path / "ids.npz"), "--save-labels", str(out_path), "--quiet"]) == 0
+    table = np.array([[int(v) for v in r.split(",")] for r in out_path.read_text().splitlines()[1:]])
+    np.testing.assert_array_equal(table[:, 0], np.arange(90))
+    np.testing.assert_array_equal(table[:, 2], ids)
+    # each cluster is one class here (well separated), so the clusters follow the rows too
+    assert all(len(set(table[table[:, 1] == c, 2])) == 1 for c in range(3))
+
+
 def test_run_on_a_file_resumes_from_the_store_wherever_the_file_lies(dense_mat, tmp_path, capsys):
     db = str(tmp_path / "r.db")
     assert main(["run", "kmeans", "--data", str(dense_mat), "--db", db, "--quiet"]) == 0
