@@ -149,6 +149,22 @@ def test_data_errors_exit_2_with_one_line_and_write_nothing(make, msg, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_sparse_views_too_big_to_densify_are_refused_before_anything_runs(sparse_mat, tmp_path, monkeypatch, capsys):
+    from mmclust.data import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "MAX_DENSE_BYTES", 1000)  # the fixture's two views need 120*350*4 bytes
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv in (["run", "dec", "--data", str(sparse_mat), "--views", "0,1"],
+                 ["compare", "--data", str(sparse_mat), "--methods", "kmeans,jecl"]):
+        assert main(argv + [*TINY_EPOCHS, "--db", "out.db"]) == 2  # not a failed run stored in out.db
+        err = capsys.readouterr().err
+        assert "'view0' 120x200, 'view1' 120x150 would need 0 MiB as dense float32, over the 0 MiB limit" in err
+        assert "use k-means" in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(["run", "kmeans", "--data", str(sparse_mat), "--quiet"]) == 0  # k-means keeps them sparse
+
+
 def _unlabelled(path):
     rng = np.random.default_rng(0)
     np.savez(path / "u.npz", a=rng.normal(size=(20, 3)), b=rng.normal(size=(20, 5)))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataError
-from ..data.dataset import MAX_DENSE_BYTES
+from ..data import dataset as _dataset
 from ..metrics import METRICS
 from .runner import RunSpec, _EPOCH_PARAMS, _methods, _user_file, execute_run
 from .store import ResultStore
@@ -90,7 +90,7 @@ def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clust
         spec.validate()
         dense = _user_file(spec).dataset
         if dense.sparse_views and not getattr(spec.method_class(), "accepts_sparse", False):
-            if dense.dense_bytes() > MAX_DENSE_BYTES:
+            if dense.dense_bytes() > _dataset.MAX_DENSE_BYTES:  # read now: the limit densified() applies
                 dense.densified()  # raises the DataError that states the memory needed, before anything runs
             notes.append(f"{spec.method}: sparse view(s) {', '.join(dense.sparse_views)} densified, "
                          f"about {dense.dense_bytes() / 2**20:.0f} MiB")
