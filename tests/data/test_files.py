@@ -153,6 +153,24 @@ def test_missing_keys_and_bad_options(tmp_path, dense_views, kwargs, msg):
         load_views_file(write_v5(tmp_path / "x.mat", views, y), **kwargs)
 
 
+def test_the_labels_variable_is_never_also_the_views(tmp_path, dense_views):
+    # --views-key Y on a file whose labels are Y: k-means on the labels themselves scored ACC 1.0
+    views, y = dense_views
+    path = write_v5(tmp_path / "a.mat", views, y)
+    with pytest.raises(DataError, match="'Y' holds the labels, so it cannot also be the views"):
+        load_views_file(path, views_key="Y")
+    np.savez(tmp_path / "b.npz", a=views[0], lab=np.eye(21)[y - 1])
+    with pytest.raises(DataError, match="'lab' holds the labels"):
+        load_views_file(tmp_path / "b.npz", views_key="lab", labels_key="lab")
+
+
+def test_a_lone_npy_under_an_npz_name_is_named(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((5, 3)))
+    (tmp_path / "one.npz").write_bytes((tmp_path / "one.npy").read_bytes())
+    with pytest.raises(DataError, match=r"one.npz: a single .npy array, not an .npz archive"):
+        load_views_file(tmp_path / "one.npz")
+
+
 def test_file_without_views(tmp_path):
     np.savez(tmp_path / "v.npz", labels=np.arange(5), weights=np.ones(5))
     with pytest.raises(DataError, match="no views found"):

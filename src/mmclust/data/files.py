@@ -106,7 +106,11 @@ def load_views_file(path, *, views=None, views_key: str | None = None, labels_ke
 # -- reading the containers ------------------------------------------------------------------------------------
 def _read_npz(path: Path) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array (or pickle) under an .npz name
+            raise DataError(f"{path.name}: a single .npy array, not an .npz archive; save the views with "
+                            f"numpy.savez(path, view_a=..., view_b=..., labels=...)")
+        with z:
             out = {}
             for key in z.files:
                 try:
@@ -206,6 +210,9 @@ def _find_views(fname, variables, views_key, labels_key) -> tuple[str | None, di
     if views_key is not None:
         if views_key not in variables:
             raise DataError(f"{fname}: no variable {views_key!r} for the views; it holds {_keys(variables)}")
+        if views_key == labels_key:  # the labels as features: every method would score perfectly
+            raise DataError(f"{fname}: {views_key!r} holds the labels, so it cannot also be the views; name the "
+                            f"views with views_key (--views-key) and the labels with labels_key (--labels-key)")
         return views_key, _views_of(fname, views_key, variables[views_key])
     for key in VIEW_KEYS:
         if isinstance(variables.get(key), list):
