@@ -51,3 +51,18 @@ def test_file_runs_are_named_apart_from_registry_data_sets(tmp_path, rng):
     path = write_v5(tmp_path / "bdgp.mat", [rng.normal(size=(30, 4)), rng.normal(size=(30, 3))], y)
     spec = _spec(path)
     assert spec.dataset == "file:bdgp"  # a paper's report selects "bdgp": a user's file of that name never mixes in
+
+
+def test_dec_and_jecl_refresh_their_target_at_least_once_an_epoch_on_a_file(mat):
+    # 30 rows in batches of 256: one minibatch an epoch, where DEC's 140 would refresh every 140 epochs
+    specs, notes = file_run_specs(mat, ["dec", "jecl", "kmeans"], [0])
+    params = {s.method: s.resolved_params() for s in specs}
+    assert params["dec"]["update_interval"] == 1 and params["jecl"]["update_interval"] == 1
+    assert "update_interval" not in params["kmeans"]
+    assert any(n.startswith("dec: target refreshed every 1 minibatches (once an epoch of 30 rows") for n in notes)
+    (spec,), _ = file_run_specs(mat, ["dec"], [0], overrides={"batch_size": 8})
+    assert spec.resolved_params()["update_interval"] == 4  # ceil(30 / 8)
+    (spec,), _ = file_run_specs(mat, ["dec"], [0], overrides={"batch_size": 8}, split="test=14")
+    assert spec.resolved_params()["update_interval"] == 2  # 16 training rows
+    (spec,), _ = file_run_specs(mat, ["dec"], [0], overrides={"update_interval": 140})
+    assert spec.resolved_params()["update_interval"] == 140  # the user's choice stands
