@@ -85,6 +85,21 @@ def test_saved_csv_keeps_the_files_label_ids(dense_mat, tmp_path):
     assert rows[0] == "row,cluster,label" and rows[1].endswith(",1") and rows[-1].endswith(",4")
 
 
+def test_saved_csv_has_every_rows_own_label_id_in_file_order(tmp_path, rng):
+    # ids that are neither 0..k-1 nor 1..k, rows not sorted by class: the csv's label column is the file's, row by row
+    ids = rng.permutation(np.repeat(np.array([-7, 3, 40]), 30))
+    centres = {-7: 0.0, 3: 8.0, 40: -8.0}
+    x = np.array([centres[i] for i in ids])[:, None] + rng.normal(size=(90, 3))
+    np.savez(tmp_path / "ids.npz", a=x, b=x[:, :2] + rng.normal(size=(90, 2)), labels=ids)
+    out_path = tmp_path / "pred.csv"
+    assert main(["run", "kmeans", "--data", str(tmp_path / "ids.npz"), "--save-labels", str(out_path), "--quiet"]) == 0
+    table = np.array([[int(v) for v in r.split(",")] for r in out_path.read_text().splitlines()[1:]])
+    np.testing.assert_array_equal(table[:, 0], np.arange(90))
+    np.testing.assert_array_equal(table[:, 2], ids)
+    # each cluster is one class here (well separated), so the clusters follow the rows too
+    assert all(len(set(table[table[:, 1] == c, 2])) == 1 for c in range(3))
+
+
 def test_run_on_a_file_resumes_from_the_store_wherever_the_file_lies(dense_mat, tmp_path, capsys):
     db = str(tmp_path / "r.db")
     assert main(["run", "kmeans", "--data", str(dense_mat), "--db", db, "--quiet"]) == 0
@@ -132,6 +147,22 @@ def test_data_errors_exit_2_with_one_line_and_write_nothing(make, msg, tmp_path,
     err = capsys.readouterr().err
     assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_sparse_views_too_big_to_densify_are_refused_before_anything_runs(sparse_mat, tmp_path, monkeypatch, capsys):
+    from mmclust.data import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "MAX_DENSE_BYTES", 1000)  # the fixture's two views need 120*350*4 bytes
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv in (["run", "dec", "--data", str(sparse_mat), "--views", "0,1"],
+                 ["compare", "--data", str(sparse_mat), "--methods", "kmeans,jecl"]):
+        assert main(argv + [*TINY_EPOCHS, "--db", "out.db"]) == 2  # not a failed run stored in out.db
+        err = capsys.readouterr().err
+        assert "'view0' 120x200, 'view1' 120x150 would need 0 MiB as dense float32, over the 0 MiB limit" in err
+        assert "use k-means" in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(["run", "kmeans", "--data", str(sparse_mat), "--quiet"]) == 0  # k-means keeps them sparse
 
 
 def _unlabelled(path):
@@ -192,3 +223,17 @@ def test_missing_views_protocol_on_a_file(method, fixture, request, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "(incomplete 30%" in out and "acc=" in out
+
+
+def test_run_kmeans_on_a_sparse_v73_file(tmp_path, capsys):
+    # MATLAB v7.3 (HDF5): h5py gives 64-bit sparse indices, which scikit-learn's k-means refused (run failed)
+    from scipy import sparse
+
+    from tests.data.mvfiles import write_v73
+
+    views, y = tfidf_views(120, 6, (200, 150, 100, 80, 60), seed=0)
+    path = write_v73(tmp_path / "docs73.mat", {"fea": [sparse.csc_matrix(v) for v in views],
+                                               "gt": y.reshape(-1, 1).astype(float)})
+    assert main(["run", "kmeans", "--data", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "normalize=l2" in out and _metrics(out)["acc"] > 0.9

@@ -115,6 +115,21 @@ def test_labels_of_any_ids_and_one_hot(tmp_path, rng):
     np.testing.assert_array_equal(load_views_file(tmp_path / "oh.npz").dataset.labels, [0, 1, 2, 1, 0, 2, 2, 1, 0])
 
 
+def test_label_ids_too_large_to_be_told_apart_are_refused(tmp_path, rng):
+    # 1e20 and 3e20 both cast to int64's minimum: one class, silently, before this check
+    x = rng.normal(size=(6, 4))
+    np.savez(tmp_path / "big.npz", x=x, y=np.array([1e20, 3e20, 1e20, 3e20, 5.0, 5.0]))
+    with pytest.raises(DataError, match=r"labels 'y' entry 0 is 1e\+20: too large for an integer class id"):
+        load_views_file(tmp_path / "big.npz")
+    np.savez(tmp_path / "u64.npz", x=x, y=np.array([2**63 + 1, 1, 1, 2, 2, 1], dtype=np.uint64))
+    with pytest.raises(DataError, match="entry 0 is 9223372036854775809: too large"):
+        load_views_file(tmp_path / "u64.npz")
+    np.savez(tmp_path / "ok.npz", x=x, y=np.array([2.0**52, -3, 2.0**52, -3, 7, 7]))
+    f = load_views_file(tmp_path / "ok.npz")  # large but exact ids stay distinct, and the note shows plain numbers
+    np.testing.assert_array_equal(f.label_ids, [-3, 7, 2**52])
+    assert f"labels [-3, 7, {2**52}] mapped to 0..2" in f.notes
+
+
 def test_named_arrays_and_explicit_keys(tmp_path, rng):
     from scipy.io import savemat
 
@@ -136,6 +151,24 @@ def test_missing_keys_and_bad_options(tmp_path, dense_views, kwargs, msg):
     views, y = dense_views
     with pytest.raises(DataError, match=msg):
         load_views_file(write_v5(tmp_path / "x.mat", views, y), **kwargs)
+
+
+def test_the_labels_variable_is_never_also_the_views(tmp_path, dense_views):
+    # --views-key Y on a file whose labels are Y: k-means on the labels themselves scored ACC 1.0
+    views, y = dense_views
+    path = write_v5(tmp_path / "a.mat", views, y)
+    with pytest.raises(DataError, match="'Y' holds the labels, so it cannot also be the views"):
+        load_views_file(path, views_key="Y")
+    np.savez(tmp_path / "b.npz", a=views[0], lab=np.eye(21)[y - 1])
+    with pytest.raises(DataError, match="'lab' holds the labels"):
+        load_views_file(tmp_path / "b.npz", views_key="lab", labels_key="lab")
+
+
+def test_a_lone_npy_under_an_npz_name_is_named(tmp_path):
+    np.save(tmp_path / "one.npy", np.ones((5, 3)))
+    (tmp_path / "one.npz").write_bytes((tmp_path / "one.npy").read_bytes())
+    with pytest.raises(DataError, match=r"one.npz: a single .npy array, not an .npz archive"):
+        load_views_file(tmp_path / "one.npz")
 
 
 def test_file_without_views(tmp_path):

@@ -62,3 +62,32 @@ def test_densified_states_memory_and_refuses_above_the_limit(monkeypatch):
 def test_concatenated_accepts_sparse():
     ds = _sparse_ds()
     np.testing.assert_allclose(ds.concatenated(), np.hstack([ds.views["words"].toarray(), ds.views["dense"]]))
+
+
+def test_64_bit_sparse_indices_become_32_bit_and_k_means_takes_them():
+    # h5py hands a MATLAB v7.3 sparse matrix over with 64-bit indices; scikit-learn's k-means refuses those
+    from mmclust.methods import KMeansBaseline
+
+    x = sparse.random(60, 30, density=0.3, random_state=3, format="csr")
+    wide = sparse.csr_array((x.data, x.indices.astype(np.int64), x.indptr.astype(np.int64)), shape=x.shape)
+    assert wide.indices.dtype == np.int64
+    ds = MultiModalDataset({"w": wide}, labels=None)
+    assert ds.views["w"].indices.dtype == np.int32 and ds.views["w"].indptr.dtype == np.int32
+    np.testing.assert_allclose(ds.views["w"].toarray(), x.toarray(), rtol=1e-6)
+    labels = KMeansBaseline(n_clusters=3, n_init=2, random_state=0).fit(ds).labels_
+    assert labels.shape == (60,) and set(labels.tolist()) == {0, 1, 2}
+
+
+def test_missing_rows_of_a_sparse_view_get_the_views_mean_not_their_stored_values():
+    # the incomplete protocol marks rows missing; what is stored there must not reach k-means (it is the hidden view)
+    from mmclust.methods.base import select_view
+
+    x = sparse.random(20, 6, density=0.5, random_state=4, format="csr", dtype=np.float64)
+    present = np.arange(20) >= 5
+    ds = MultiModalDataset({"w": x, "o": np.ones((20, 2))}, labels=None,
+                           present={"w": present, "o": np.ones(20, dtype=bool)})
+    out = select_view(ds, "w")
+    out = out.toarray() if sparse.issparse(out) else out
+    dense = x.toarray()
+    np.testing.assert_allclose(out[:5], np.tile(dense[present].mean(0), (5, 1)), rtol=1e-5)
+    np.testing.assert_allclose(out[5:], dense[5:], rtol=1e-6)

@@ -223,6 +223,9 @@ def _checked_sparse(x, mask: np.ndarray, name: str, view: str):
     """A sparse view as a float32 CSR array with read-only buffers; non-finite stored values in present rows raise."""
     x = _sp.csr_array(x, dtype=np.float32, copy=True)
     x.sum_duplicates()
+    if max(x.nnz, *x.shape) < np.iinfo(np.int32).max:
+        # 32-bit indices where they fit: h5py (MATLAB v7.3) gives 64-bit ones, which scikit-learn's k-means refuses
+        x.indices, x.indptr = x.indices.astype(np.int32), x.indptr.astype(np.int32)
     bad = ~np.isfinite(x.data)
     if bad.any():
         rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[bad]

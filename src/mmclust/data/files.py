@@ -106,7 +106,11 @@ def load_views_file(path, *, views=None, views_key: str | None = None, labels_ke
 # -- reading the containers ------------------------------------------------------------------------------------
 def _read_npz(path: Path) -> dict:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array (or pickle) under an .npz name
+            raise DataError(f"{path.name}: a single .npy array, not an .npz archive; save the views with "
+                            f"numpy.savez(path, view_a=..., view_b=..., labels=...)")
+        with z:
             out = {}
             for key in z.files:
                 try:
@@ -206,6 +210,9 @@ def _find_views(fname, variables, views_key, labels_key) -> tuple[str | None, di
     if views_key is not None:
         if views_key not in variables:
             raise DataError(f"{fname}: no variable {views_key!r} for the views; it holds {_keys(variables)}")
+        if views_key == labels_key:  # the labels as features: every method would score perfectly
+            raise DataError(f"{fname}: {views_key!r} holds the labels, so it cannot also be the views; name the "
+                            f"views with views_key (--views-key) and the labels with labels_key (--labels-key)")
         return views_key, _views_of(fname, views_key, variables[views_key])
     for key in VIEW_KEYS:
         if isinstance(variables.get(key), list):
@@ -289,6 +296,12 @@ def _n_and_labels(fname, views, raw_labels, labels_key, samples_in):
     if not np.all(y == np.round(y)):
         i = int(np.argmax(y != np.round(y)))
         raise DataError(f"{fname}: labels {labels_key!r} entry {i} is {y[i]}; labels must be integers")
+    # an id int64 cannot hold (or a float past 2**53, where neighbouring integers merge) would be cast silently
+    # into another class's id
+    big = np.abs(y.astype(np.float64)) >= (2.0**53 if y.dtype.kind == "f" else 2.0**63)
+    if big.any():
+        i = int(np.argmax(big))
+        raise DataError(f"{fname}: labels {labels_key!r} entry {i} is {y[i]}: too large for an integer class id")
     return int(y.size), y.astype(np.int64)
 
 
@@ -324,4 +337,4 @@ def _keys(variables) -> str:
 
 
 def _ids_text(ids) -> str:
-    return f"{ids[0]}..{ids[-1]}" if np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size)) else str(list(ids[:8]))
+    return f"{ids[0]}..{ids[-1]}" if np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size)) else str([int(i) for i in ids[:8]])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataError
-from ..data.dataset import MAX_DENSE_BYTES
+from ..data import dataset as _dataset
 from ..metrics import METRICS
 from .runner import RunSpec, _EPOCH_PARAMS, _methods, _user_file, execute_run
 from .store import ResultStore
@@ -81,6 +81,7 @@ def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clust
                 method_overrides["normalize"] = "l2"
                 notes.append("kmeans: sparse views, so rows are L2-normalised per view (normalize=l2; "
                              "--set normalize=standardize or normalize=null to change)")
+        _scale_update_interval(method, cls, method_overrides, _train_rows(ds, split), notes)
         for seed in seeds:
             spec = RunSpec(method=method, dataset=name or f"file:{ds.name}", protocol=protocol, missing_rate=missing_rate,
                            seed=int(seed), overrides=method_overrides, device=device, split=split, data=str(data),
@@ -90,11 +91,36 @@ def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clust
         spec.validate()
         dense = _user_file(spec).dataset
         if dense.sparse_views and not getattr(spec.method_class(), "accepts_sparse", False):
-            if dense.dense_bytes() > MAX_DENSE_BYTES:
+            if dense.dense_bytes() > _dataset.MAX_DENSE_BYTES:  # read now: the limit densified() applies
                 dense.densified()  # raises the DataError that states the memory needed, before anything runs
             notes.append(f"{spec.method}: sparse view(s) {', '.join(dense.sparse_views)} densified, "
                          f"about {dense.dense_bytes() / 2**20:.0f} MiB")
     return specs, notes
+
+
+def _train_rows(ds, split) -> int:
+    from ..data import parse_split
+    from ..data.protocols import count_test_rows, split_test_size
+
+    size = split_test_size(parse_split(split))
+    return ds.n_samples - (count_test_rows(ds.n_samples, size, ds.name) if size is not None else 0)
+
+
+def _scale_update_interval(method: str, cls, overrides: dict, n_train: int, notes: list) -> None:
+    """DEC/JECL refresh their target every ``update_interval`` minibatches: DEC's 140, about half an epoch on its
+    MNIST (70,000 rows in batches of 256). 140 batches of 256 are 35,840 rows, so on a smaller file the target
+    would be refreshed less than once an epoch (never again within ``--max-epochs 5`` on 1,200 rows). On a
+    user's file the interval is therefore at most one epoch, ceil(n_train / batch_size) minibatches; the
+    papers' data sets keep their settings (this applies to file runs only); ``--set update_interval=N`` wins."""
+    defaults = cls().get_params()
+    if "update_interval" not in defaults or "update_interval" in overrides:
+        return
+    per_epoch = max(1, math.ceil(n_train / int(overrides.get("batch_size", defaults["batch_size"]))))
+    if per_epoch < int(defaults["update_interval"]):
+        overrides["update_interval"] = per_epoch
+        notes.append(f"{method}: target refreshed every {per_epoch} minibatches (once an epoch of {n_train} rows; "
+                     f"the paper's {defaults['update_interval']} would be {defaults['update_interval'] / per_epoch:.0f} "
+                     f"epochs here; --set update_interval=N to change)")
 
 
 def run_comparison(specs: list[RunSpec], store: ResultStore, quiet: bool = True, progress=None) -> list[dict]:

@@ -145,6 +145,8 @@ def _hash(blob: dict) -> str:
 def _ids(ident: dict) -> tuple[str, str]:
     """``(run_id, config_id)`` of an identity: config_id leaves the seed out (and the seed-valued random_state)."""
     ident = {k: v for k, v in ident.items() if k != "overrides"}  # folded into params: {} == {"x": default}
+    if "data_options" in ident:  # a user's file: its sha256 and read options identify it; its name (the file's
+        ident.pop("dataset", None)  # stem) is a label only, so a renamed file resumes as a moved one does
     config = {k: v for k, v in ident.items() if k != "seed"}
     config["params"] = {k: v for k, v in ident["params"].items() if k != "random_state"}
     return _hash(ident), _hash(config)[:24]
