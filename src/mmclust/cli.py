@@ -109,7 +109,7 @@ def _cmd_run_file(args) -> int:
         raise DataError(f"--save-labels {args.save_labels}: expected a .npy or .csv file name")
     (spec,), notes = file_run_specs(
         args.data, [args.method], [args.seed], options=_file_options(args), n_clusters=args.n_clusters,
-        max_epochs=args.max_epochs, device=args.device, overrides=_parse_overrides(args.set), protocol=args.protocol,
+        max_epochs=args.max_epochs, device=args.device, overrides=_parse_overrides(args.set, args.method), protocol=args.protocol,
         missing_rate=args.missing_rate, split=args.split)
     from dataclasses import replace
 
@@ -120,6 +120,9 @@ def _cmd_run_file(args) -> int:
         print(f"{Path(args.data).name}: {loaded.dataset!r}")
     for note in notes:
         print(f"  note: {note}")
+    from .repro.validate import check_device
+
+    check_device(spec.device)  # a device not present is a usage error before the store is created
     store = open_store_for(args.db) if args.db else None
     result = execute_run(spec, store=store, quiet=args.quiet)
     if result.get("skipped"):
@@ -159,6 +162,9 @@ def cmd_compare(args) -> int:
                                   n_clusters=args.n_clusters, max_epochs=args.max_epochs, device=args.device)
     for note in notes:
         print(f"note: {note}")
+    from .repro.validate import check_device
+
+    check_device(args.device)  # a device not present is a usage error before the store is created
     store = open_store_for(args.db)
 
     def progress(spec, res):
