@@ -311,3 +311,33 @@ def test_a_store_wholly_in_an_unreadable_log_says_so(tmp_path, monkeypatch):
         sqlite3.OperationalError("attempt to write a readonly database")) if "mode=ro" in str(target) else real_connect(target, *a, **k))
     with pytest.warns(UserWarning), pytest.raises(sqlite3.OperationalError, match="all in the write-ahead log r.db-wal"):
         ResultStore(db, readonly=True)
+
+
+class _Ticks:
+    """A stop event whose wait returns False ``n`` times (n intervals pass), then True: the loop, without sleeps."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def wait(self, _interval):
+        self.n -= 1
+        return self.n < 0
+
+
+def test_the_heartbeat_outlives_an_error_of_one_beat(tmp_path, monkeypatch):
+    """One beat failing (any error, not only SQLite's) must not end the thread: a live run would lose its claim."""
+    beat = Heartbeat(tmp_path / "r.db", "run", "owner")
+    outcomes = [OSError("disk hiccup"), sqlite3.OperationalError("database is locked"), True]
+    calls = []
+
+    def one_beat():
+        calls.append(1)
+        outcome = outcomes[len(calls) - 1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(beat, "beat", one_beat)
+    beat._stop = _Ticks(3)
+    beat._loop()
+    assert len(calls) == 3

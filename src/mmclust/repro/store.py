@@ -348,8 +348,8 @@ class Heartbeat:
             try:
                 if not self.beat():
                     return  # taken over or finished: nothing left to keep alive
-            except sqlite3.Error:
-                continue  # a busy or briefly locked store: the next beat tries again, well within the lease
+            except Exception:  # noqa: BLE001 - a busy store, a full disk, a passing OSError: the next beat tries
+                continue  # again, well within the lease; a heartbeat thread that died would let a live run be taken over
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self.run_id[:8]}", daemon=True)
