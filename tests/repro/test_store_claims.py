@@ -341,3 +341,15 @@ def test_the_heartbeat_outlives_an_error_of_one_beat(tmp_path, monkeypatch):
     beat._stop = _Ticks(3)
     beat._loop()
     assert len(calls) == 3
+
+
+def test_a_killed_but_unreaped_owner_counts_as_gone():
+    """A SIGKILLed worker its parent has not reaped yet is a zombie: kill(pid, 0) still succeeds, yet it computes nothing."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert owner_alive(f"{HERE}:{proc.pid}:x") is True
+        proc.kill()
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, left unreaped: a zombie
+        assert owner_alive(f"{HERE}:{proc.pid}:x") is False
+    finally:
+        proc.wait()
