@@ -212,3 +212,24 @@ def test_widths_whose_default_is_auto_take_auto_or_integer_lists():
     for bad in ({"image_hidden": "big"}, {"image_hidden": (256, 0)}, {"text_hidden": (True,)}):
         with pytest.raises(DataError, match="hidden"):
             check_params(cls, bad)
+
+
+@pytest.mark.parametrize("name", ["corruption", "momentum"])
+def test_fractions_are_below_one(name):
+    """corruption 1 drops every input (nothing left to reconstruct from); momentum 1 never takes a step."""
+    check_params(METHODS["dec"], {name: 0.0})
+    for bad in (1.0, -0.1):
+        with pytest.raises(DataError, match=name):
+            check_params(METHODS["dec"], {name: bad})
+
+
+def test_scale_check_reads_only_present_rows():
+    """An absent row's stored values are never used (the methods fill them), so they cannot overflow anything."""
+    ds = _scaled(1.0)
+    x = ds.views["image"].copy()
+    x[0, 0] = 1e30
+    present = {**ds.present, "image": ds.present["image"].copy()}
+    present["image"][0] = False
+    check_float32_scale(ds.replace(views={**ds.views, "image": x}, present=present))
+    with pytest.raises(DataError, match="overflow float32"):
+        check_float32_scale(ds.replace(views={**ds.views, "image": x}))
