@@ -322,3 +322,31 @@ def test_a_corrupt_user_file_is_a_usage_error_not_a_traceback(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "mine.mat: cannot be read as a MATLAB file" in err and "Traceback" not in err
     assert _files(tmp_path) == ["mine.mat"]
+
+
+def test_a_report_never_replaces_one_whose_claims_show_more_runs(tmp_path, monkeypatch, capsys):
+    """The runs of a claim's configurations (here: k-means at 10% / 50% missing, no table cell) count as shown."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy.toml").write_text(TOY_SYNTHETIC + textwrap.dedent("""
+        [[claim]]
+        id = "falls"
+        kind = "decreasing"
+        metric = "acc"
+        tolerance = 0.5
+        protocol = "incomplete"
+        missing_rates = [0.1, 0.5]
+        datasets = ["synthetic"]
+        subject = { method = "kmeans", variant = "concat" }
+        text = "ACC falls with the missing rate"
+        source = "toy"
+        """))
+    assert main(["reproduce", "toy.toml", "--runs", "2", "--quiet", "--no-plots"]) == 0
+    full = (tmp_path / "reports" / "toy.md").read_text()
+    assert "@10% – (n=0)" not in full
+    for seed in ("0", "1"):  # the table cell's runs only: no claim evidence
+        assert main(["run", "kmeans", "--dataset", "synthetic", "--variant", "concat", "--seed", seed, "--db", "b.db", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", "toy.toml", "--db", "b.db", "--no-plots"]) == 0
+    assert (tmp_path / "reports" / "toy.md").read_text() == full
+    assert "@10% – (n=0)" in (tmp_path / "reports" / "toy.fewer-runs.md").read_text()
+    assert "shows 6 stored runs, this report 2: kept it" in capsys.readouterr().err
