@@ -350,3 +350,24 @@ def test_a_report_never_replaces_one_whose_claims_show_more_runs(tmp_path, monke
     assert (tmp_path / "reports" / "toy.md").read_text() == full
     assert "@10% – (n=0)" in (tmp_path / "reports" / "toy.fewer-runs.md").read_text()
     assert "shows 6 stored runs, this report 2: kept it" in capsys.readouterr().err
+
+
+def test_run_data_on_a_run_another_process_holds_says_so(tmp_path, monkeypatch, capsys):
+    """Not 'run failed: None': the run is claimed by a live process, and nothing is computed or written."""
+    import os
+    import socket
+
+    from mmclust.repro.comparison import file_run_specs
+    from mmclust.repro.runner import _ids
+
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    (spec,), _ = file_run_specs(data, ["kmeans"], [0])
+    ident = spec.identity()
+    run_id, ident["config_id"] = _ids(ident)
+    holder = f"{socket.gethostname()}:{os.getppid()}:0"  # the parent process: alive for the whole test
+    store = ResultStore(tmp_path / "out.db")
+    assert store.claim(run_id, ident, holder)
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db"]) == 1
+    assert f"is being computed by {holder}" in capsys.readouterr().err
+    assert [(r["status"], r["owner"]) for r in store.query()] == [("running", holder)]

@@ -129,6 +129,10 @@ def _cmd_run_file(args) -> int:
         print(f"(already in {args.db}; not re-run)")
         if args.save_labels:  # the store keeps metrics, not labels: recompute (same seed, same labels) without storing
             result = execute_run(spec, store=None, quiet=args.quiet)
+    if result["status"] == "taken":
+        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {args.db}); not started",
+              file=sys.stderr)
+        return EXIT_FAILED
     if result["status"] != "done":
         print(f"run failed: {result.get('error')}", file=sys.stderr)
         return 1
