@@ -371,3 +371,11 @@ def test_run_data_on_a_run_another_process_holds_says_so(tmp_path, monkeypatch, 
     assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db"]) == 1
     assert f"is being computed by {holder}" in capsys.readouterr().err
     assert [(r["status"], r["owner"]) for r in store.query()] == [("running", holder)]
+
+
+def test_run_data_checks_threads_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db", "--threads", "0"]) == 2
+    assert "threads must be >= 1, got 0" in capsys.readouterr().err
+    assert _files(tmp_path) == ["mine.mat"]

@@ -123,8 +123,11 @@ def _cmd_run_file(args) -> int:
     from .repro.validate import check_device
 
     check_device(spec.device)  # a device not present is a usage error before the store is created
+    from .repro.threads import threads_per_run
+
+    threads = threads_per_run(1, args.threads)  # --threads 0 was accepted and --threads ignored on a file
     store = open_store_for(args.db) if args.db else None
-    result = execute_run(spec, store=store, quiet=args.quiet)
+    result = execute_run(spec, store=store, quiet=args.quiet, threads=threads)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
         if args.save_labels:  # the store keeps metrics, not labels: recompute (same seed, same labels) without storing
