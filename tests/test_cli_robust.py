@@ -268,3 +268,114 @@ def test_a_store_that_is_not_a_database_is_a_usage_error(tmp_path, monkeypatch, 
     (tmp_path / "notes.db").write_text("not a database, just text " * 100)
     assert main(["results", "--db", "notes.db"]) == 2
     assert "result store notes.db" in capsys.readouterr().err
+
+
+# -- the same guarantees on a user's file (run --data, compare), review of issue 18 ------------------------------
+def _user_file(tmp_path):
+    import numpy as np
+
+    from tests.data.mvfiles import write_v5
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    views = [rng.normal(size=(60, 4)) + labels[:, None], rng.normal(size=(60, 3)) - labels[:, None]]
+    return write_v5(tmp_path / "mine.mat", views, labels)
+
+
+def test_run_data_types_set_values_as_registry_runs_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db", "--set", "standardize=False",
+                 "n_init=2"]) == 0
+    params = ResultStore(tmp_path / "out.db").query()[0]["params"]
+    assert params["standardize"] is False and params["n_init"] == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here: --device cuda is valid")
+@pytest.mark.parametrize("command", [["run", "kmeans", "--quiet", "--db", "out.db"],
+                                     ["compare", "--methods", "kmeans", "--runs", "1", "--quiet", "--no-plots"]])
+def test_file_commands_refuse_an_absent_device_before_the_store_exists(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    assert main(command + ["--data", str(data), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cuda': CUDA is not available here" in err and "Traceback" not in err
+    assert _files(tmp_path) == ["mine.mat"]  # no store, no report
+
+
+def test_a_corrupt_user_file_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """A byte flipped inside a compressed .mat variable (zlib's check fails): exit 2 naming the file."""
+    monkeypatch.chdir(tmp_path)
+    import numpy as np
+    from scipy.io import savemat
+
+    from tests.data.mvfiles import cell
+
+    data = tmp_path / "mine.mat"
+    rng = np.random.default_rng(0)
+    savemat(str(data), {"X": cell([rng.normal(size=(60, 4)), rng.normal(size=(60, 3))]),
+                        "Y": np.repeat(np.arange(3.0), 20)[:, None]}, do_compression=True)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside a compressed variable: zlib's check fails
+    data.write_bytes(bytes(raw))
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db"]) == 2
+    err = capsys.readouterr().err
+    assert "mine.mat: cannot be read as a MATLAB file" in err and "Traceback" not in err
+    assert _files(tmp_path) == ["mine.mat"]
+
+
+def test_a_report_never_replaces_one_whose_claims_show_more_runs(tmp_path, monkeypatch, capsys):
+    """The runs of a claim's configurations (here: k-means at 10% / 50% missing, no table cell) count as shown."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy.toml").write_text(TOY_SYNTHETIC + textwrap.dedent("""
+        [[claim]]
+        id = "falls"
+        kind = "decreasing"
+        metric = "acc"
+        tolerance = 0.5
+        protocol = "incomplete"
+        missing_rates = [0.1, 0.5]
+        datasets = ["synthetic"]
+        subject = { method = "kmeans", variant = "concat" }
+        text = "ACC falls with the missing rate"
+        source = "toy"
+        """))
+    assert main(["reproduce", "toy.toml", "--runs", "2", "--quiet", "--no-plots"]) == 0
+    full = (tmp_path / "reports" / "toy.md").read_text()
+    assert "@10% – (n=0)" not in full
+    for seed in ("0", "1"):  # the table cell's runs only: no claim evidence
+        assert main(["run", "kmeans", "--dataset", "synthetic", "--variant", "concat", "--seed", seed, "--db", "b.db", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", "toy.toml", "--db", "b.db", "--no-plots"]) == 0
+    assert (tmp_path / "reports" / "toy.md").read_text() == full
+    assert "@10% – (n=0)" in (tmp_path / "reports" / "toy.fewer-runs.md").read_text()
+    assert "shows 6 stored runs, this report 2: kept it" in capsys.readouterr().err
+
+
+def test_run_data_on_a_run_another_process_holds_says_so(tmp_path, monkeypatch, capsys):
+    """Not 'run failed: None': the run is claimed by a live process, and nothing is computed or written."""
+    import os
+    import socket
+
+    from mmclust.repro.comparison import file_run_specs
+    from mmclust.repro.runner import _ids
+
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    (spec,), _ = file_run_specs(data, ["kmeans"], [0])
+    ident = spec.identity()
+    run_id, ident["config_id"] = _ids(ident)
+    holder = f"{socket.gethostname()}:{os.getppid()}:0"  # the parent process: alive for the whole test
+    store = ResultStore(tmp_path / "out.db")
+    assert store.claim(run_id, ident, holder)
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db"]) == 1
+    assert f"is being computed by {holder}" in capsys.readouterr().err
+    assert [(r["status"], r["owner"]) for r in store.query()] == [("running", holder)]
+
+
+def test_run_data_checks_threads_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    data = _user_file(tmp_path)
+    assert main(["run", "kmeans", "--data", str(data), "--quiet", "--db", "out.db", "--threads", "0"]) == 2
+    assert "threads must be >= 1, got 0" in capsys.readouterr().err
+    assert _files(tmp_path) == ["mine.mat"]

@@ -109,7 +109,7 @@ def _cmd_run_file(args) -> int:
         raise DataError(f"--save-labels {args.save_labels}: expected a .npy or .csv file name")
     (spec,), notes = file_run_specs(
         args.data, [args.method], [args.seed], options=_file_options(args), n_clusters=args.n_clusters,
-        max_epochs=args.max_epochs, device=args.device, overrides=_parse_overrides(args.set), protocol=args.protocol,
+        max_epochs=args.max_epochs, device=args.device, overrides=_parse_overrides(args.set, args.method), protocol=args.protocol,
         missing_rate=args.missing_rate, split=args.split)
     from dataclasses import replace
 
@@ -120,12 +120,22 @@ def _cmd_run_file(args) -> int:
         print(f"{Path(args.data).name}: {loaded.dataset!r}")
     for note in notes:
         print(f"  note: {note}")
+    from .repro.validate import check_device
+
+    check_device(spec.device)  # a device not present is a usage error before the store is created
+    from .repro.threads import threads_per_run
+
+    threads = threads_per_run(1, args.threads)  # --threads 0 was accepted and --threads ignored on a file
     store = open_store_for(args.db) if args.db else None
-    result = execute_run(spec, store=store, quiet=args.quiet)
+    result = execute_run(spec, store=store, quiet=args.quiet, threads=threads)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
         if args.save_labels:  # the store keeps metrics, not labels: recompute (same seed, same labels) without storing
             result = execute_run(spec, store=None, quiet=args.quiet)
+    if result["status"] == "taken":
+        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {args.db}); not started",
+              file=sys.stderr)
+        return EXIT_FAILED
     if result["status"] != "done":
         print(f"run failed: {result.get('error')}", file=sys.stderr)
         return 1
@@ -159,6 +169,9 @@ def cmd_compare(args) -> int:
                                   n_clusters=args.n_clusters, max_epochs=args.max_epochs, device=args.device)
     for note in notes:
         print(f"note: {note}")
+    from .repro.validate import check_device
+
+    check_device(args.device)  # a device not present is a usage error before the store is created
     store = open_store_for(args.db)
 
     def progress(spec, res):

@@ -6,6 +6,7 @@ Claims are tested with two connections and injected clocks (no sleeps); the conc
 
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -210,11 +211,54 @@ def test_a_readonly_store_reads_and_refuses_writes(tmp_path):
     assert db.read_bytes() == before
 
 
-def test_readers_fall_back_to_immutable_where_sqlite_cannot_open_read_only(tmp_path, monkeypatch, capsys):
-    """As an unprivileged user in a read-only folder, ``mode=ro`` on a WAL store fails ("attempt to write a
-    readonly database": no ``-shm`` can be made); tests run as root here, where chmod stops nothing, so that
-    failure is injected and the fallback is exercised through the real commands."""
+def _store_with_a_leftover_wal(tmp_path):
+    """A store as a SIGKILLed writer leaves it: seed 0 merged into the file, seed 1 only in the ``-wal`` log
+    (the files are copied while the writer is open, so nothing merges the log; no process holds the copy)."""
+    work = tmp_path / "work" / "r.db"
+    work.parent.mkdir()
+    store = ResultStore(work)
+    execute_run(RunSpec("kmeans", "synthetic", variant="concat", seed=0), store=store)
+    store.close()  # the last connection merges the log into the file
+    store = ResultStore(work)
+    execute_run(RunSpec("kmeans", "synthetic", variant="concat", seed=1), store=store)
+    db = tmp_path / "ro" / "r.db"
+    db.parent.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copy(f"{work}{suffix}", f"{db}{suffix}")
+    store.close()
+    return db
+
+
+def _beside(db) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(db.parent.iterdir()) if not p.name.endswith("-shm")}
+
+
+def test_readers_create_and_change_no_file_beside_a_closed_store(tmp_path, monkeypatch, capsys):
+    """A ``mode=ro`` reader of a WAL store would leave ``-wal`` / ``-shm`` files (owned by the reader) beside it."""
     db = _store_with_a_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    toy_refs(tmp_path, rates=(0.1,), claim=False)
+    assert main(["results", "--db", str(db)]) == 0
+    assert main(["report", "toy.toml", "--db", str(db), "--no-plots"]) == 0
+    assert "kmeans" in (tmp_path / "reports" / "toy.md").read_text()
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == before
+
+
+def test_readers_see_the_runs_in_a_leftover_write_ahead_log(tmp_path, monkeypatch, capsys):
+    db = _store_with_a_leftover_wal(tmp_path)
+    before = _beside(db)
+    ro = ResultStore(db, readonly=True)
+    assert sorted(r["seed"] for r in ro.query()) == [0, 1]
+    ro.close()
+    assert _beside(db) == before  # neither merged nor removed: a reader writes nothing (the -shm index aside)
+
+
+def test_readers_fall_back_to_immutable_where_sqlite_cannot_open_read_only(tmp_path, monkeypatch, capsys):
+    """As an unprivileged user in a read-only folder, ``mode=ro`` on a WAL store with a ``-wal`` but no usable
+    ``-shm`` fails ("attempt to write a readonly database"); tests run as root here, where chmod stops nothing,
+    so that failure is injected and the fallback is exercised through the real commands."""
+    db = _store_with_a_leftover_wal(tmp_path)
     real_connect = sqlite3.connect
 
     def connect(target, *args, **kwargs):
@@ -224,12 +268,17 @@ def test_readers_fall_back_to_immutable_where_sqlite_cannot_open_read_only(tmp_p
 
     monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
     monkeypatch.chdir(tmp_path)
+    before = _beside(db)
+    with pytest.warns(UserWarning, match="read without its write-ahead log r.db-wal"):
+        ro = ResultStore(db, readonly=True)
+    assert [r["seed"] for r in ro.query()] == [0]  # what the file holds; the log's run is said to be missing
+    ro.close()
     assert main(["results", "--db", str(db)]) == 0
     assert "synthetic" in capsys.readouterr().out
     toy_refs(tmp_path, rates=(0.1,), claim=False)
     assert main(["report", "toy.toml", "--db", str(db), "--no-plots"]) == 0
     assert "kmeans" in (tmp_path / "reports" / "toy.md").read_text()
-    assert sorted(p.name for p in db.parent.iterdir()) == ["r.db"]  # no -wal / -shm made beside it
+    assert _beside(db) == before  # nothing made or changed beside it
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
@@ -244,3 +293,63 @@ def test_results_and_report_read_a_store_in_a_read_only_folder(tmp_path, monkeyp
         assert main(["report", "toy.toml", "--db", str(db), "--no-plots"]) == 0
     finally:
         db.parent.chmod(0o755)
+
+
+def test_a_store_wholly_in_an_unreadable_log_says_so(tmp_path, monkeypatch):
+    """A writer killed before its first merge, read where ``mode=ro`` fails: a message naming the log, not
+    SQLite's "no such table"."""
+    work = tmp_path / "work" / "r.db"
+    work.parent.mkdir()
+    writer = ResultStore(work)  # open: the schema is in the log only
+    db = tmp_path / "ro" / "r.db"
+    db.parent.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copy(f"{work}{suffix}", f"{db}{suffix}")
+    writer.close()
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(store_mod.sqlite3, "connect", lambda target, *a, **k: (_ for _ in ()).throw(
+        sqlite3.OperationalError("attempt to write a readonly database")) if "mode=ro" in str(target) else real_connect(target, *a, **k))
+    with pytest.warns(UserWarning), pytest.raises(sqlite3.OperationalError, match="all in the write-ahead log r.db-wal"):
+        ResultStore(db, readonly=True)
+
+
+class _Ticks:
+    """A stop event whose wait returns False ``n`` times (n intervals pass), then True: the loop, without sleeps."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def wait(self, _interval):
+        self.n -= 1
+        return self.n < 0
+
+
+def test_the_heartbeat_outlives_an_error_of_one_beat(tmp_path, monkeypatch):
+    """One beat failing (any error, not only SQLite's) must not end the thread: a live run would lose its claim."""
+    beat = Heartbeat(tmp_path / "r.db", "run", "owner")
+    outcomes = [OSError("disk hiccup"), sqlite3.OperationalError("database is locked"), True]
+    calls = []
+
+    def one_beat():
+        calls.append(1)
+        outcome = outcomes[len(calls) - 1]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(beat, "beat", one_beat)
+    beat._stop = _Ticks(3)
+    beat._loop()
+    assert len(calls) == 3
+
+
+def test_a_killed_but_unreaped_owner_counts_as_gone():
+    """A SIGKILLed worker its parent has not reaped yet is a zombie: kill(pid, 0) still succeeds, yet it computes nothing."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert owner_alive(f"{HERE}:{proc.pid}:x") is True
+        proc.kill()
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, left unreaped: a zombie
+        assert owner_alive(f"{HERE}:{proc.pid}:x") is False
+    finally:
+        proc.wait()

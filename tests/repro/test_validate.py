@@ -47,6 +47,19 @@ def test_every_estimator_has_a_table_its_defaults_satisfy(name):
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_papers_own_settings_pass_for_every_variant_and_data_set(name):
+    """params_for_dataset x VARIANTS for every registered data set (the user-supplied ones included, such as
+    DM2C's NUS-WIDE generators with no hidden layer) are settings the papers use: never a usage error."""
+    from mmclust.data.registry import REGISTRY
+
+    cls = METHODS[name]
+    for dataset in REGISTRY:
+        for variant, flags in getattr(cls, "VARIANTS", {"full": {}}).items():
+            params = {**cls().get_params(), **getattr(cls, "params_for_dataset", lambda n: {})(dataset), **flags}
+            check_params(cls, params)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_estimator_refuses_bad_shared_parameters(name):
     cls = METHODS[name]
     params = cls().get_params()
@@ -195,6 +208,28 @@ def test_widths_whose_default_is_auto_take_auto_or_integer_lists():
     check_params(cls, {"image_hidden": (256, 256), "text_hidden": "auto"})
     assert parse_override("image_hidden", "256,128", "auto") == (256, 128)
     assert parse_override("image_hidden", "auto", "auto") == "auto"
-    for bad in ({"image_hidden": "big"}, {"image_hidden": (256, 0)}, {"text_hidden": ()}):
+    check_params(cls, {"text_hidden": ()})  # no hidden layer: a linear encoder, a setting (fit runs with it)
+    for bad in ({"image_hidden": "big"}, {"image_hidden": (256, 0)}, {"text_hidden": (True,)}):
         with pytest.raises(DataError, match="hidden"):
             check_params(cls, bad)
+
+
+@pytest.mark.parametrize("name", ["corruption", "momentum"])
+def test_fractions_are_below_one(name):
+    """corruption 1 drops every input (nothing left to reconstruct from); momentum 1 never takes a step."""
+    check_params(METHODS["dec"], {name: 0.0})
+    for bad in (1.0, -0.1):
+        with pytest.raises(DataError, match=name):
+            check_params(METHODS["dec"], {name: bad})
+
+
+def test_scale_check_reads_only_present_rows():
+    """An absent row's stored values are never used (the methods fill them), so they cannot overflow anything."""
+    ds = _scaled(1.0)
+    x = ds.views["image"].copy()
+    x[0, 0] = 1e30
+    present = {**ds.present, "image": ds.present["image"].copy()}
+    present["image"][0] = False
+    check_float32_scale(ds.replace(views={**ds.views, "image": x}, present=present))
+    with pytest.raises(DataError, match="overflow float32"):
+        check_float32_scale(ds.replace(views={**ds.views, "image": x}))

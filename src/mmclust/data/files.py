@@ -23,6 +23,7 @@ file of the same kinds, so a user can cluster data the project has never seen:
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def _read_npz(path: Path) -> dict:
             return out
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as err:
         raise DataError(f"{path.name}: cannot be read as .npz ({err})") from err
 
 
@@ -139,7 +140,7 @@ def _read_mat(path: Path) -> dict:
 
     try:
         m = loadmat(str(path))
-    except (MatReadError, ValueError, OSError, TypeError, KeyError, NotImplementedError, EOFError) as err:
+    except (MatReadError, ValueError, OSError, TypeError, KeyError, NotImplementedError, EOFError, zlib.error) as err:
         raise DataError(f"{path.name}: cannot be read as a MATLAB file ({err})") from err
     return {k: _from_v5(v) for k, v in m.items() if not k.startswith("__")}
 

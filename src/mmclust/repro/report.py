@@ -624,10 +624,14 @@ def _plots(cmp: dict, out: Path) -> list[Path]:
 
 
 def runs_shown(cmp: dict) -> int:
-    """How many stored runs a report shows (cells, other readings, other settings, findings), failures included."""
+    """How many stored runs a report shows (cells, other readings, other settings, findings, claims' evidence),
+    failures included. A run shown in two places counts twice: the count compares two reports, it is not a census."""
+    claims = sum(sum(e["runs"]) if "runs" in e else e.get("n", 0) for item in cmp.get("claims", [])
+                 for res in item["results"] for e in res["evidence"]) + sum(res["failed"] for item in cmp.get("claims", [])
+                                                                             for res in item["results"])
     return (sum(r["n"] + r["failed"] for r in cmp["rows"]) + sum(r["n"] + r["failed"] for r in cmp.get("readings", []))
             + sum(len(g["rows"]) + g["failed"] for g in cmp.get("other_configs", []))
-            + sum(f["n"] + f["failed"] for f in cmp.get("findings", [])))
+            + sum(f["n"] + f["failed"] for f in cmp.get("findings", [])) + claims)
 
 
 _RUNS_MARK = re.compile(r"<!-- mmclust report: (\d+) stored runs shown -->")

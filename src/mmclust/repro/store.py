@@ -12,9 +12,10 @@ worker) skips a run whose owner is alive and takes over a stale claim: owner gon
 heartbeat older than the lease (any host). So a SIGKILLed sweep's run is taken over at once by the next sweep
 on the same machine, and a vanished remote worker's after :data:`LEASE_S`.
 
-Readers (``results``, ``report``) open the store read-only (``ResultStore(path, readonly=True)``: SQLite URI
-``mode=ro``, falling back to ``immutable=1`` where the folder cannot hold WAL's ``-shm`` file), so a store in a
-read-only folder or on a read-only medium can still be read; only writers set WAL mode and upgrade the schema.
+Readers (``results``, ``report``) open the store read-only (``ResultStore(path, readonly=True)``) and create no
+file beside it: ``immutable=1`` when no ``-wal`` is there (the last writer merged its log), else SQLite URI
+``mode=ro`` to read the log, falling back to ``immutable=1`` where the folder cannot hold WAL's ``-shm`` file; so a
+store in a read-only folder or on a read-only medium can still be read; only writers set WAL mode and upgrade the schema.
 
 ``config_id`` (the run's identity without its seed) groups the runs one verdict may average; ``code_version``
 is the fingerprint of the code that computed the run. Stores written before these columns existed are
@@ -252,23 +253,36 @@ def _decode(row) -> dict:
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
-    """A read-only connection: ``mode=ro``; where SQLite cannot open WAL's ``-shm`` beside the file (a read-only
-    folder), ``immutable=1``, which reads the file as it is (and cannot see a ``-wal`` that was never merged)."""
+    """A read-only connection that creates no file beside the store.
+
+    No ``-wal`` beside the file: the last writer closed cleanly and merged its log, so the file holds every run;
+    it is read with ``immutable=1`` (a ``mode=ro`` connection to a WAL store would create ``-wal`` and ``-shm``
+    files beside it, owned by the reader, which can then block a writer of another user). A ``-wal`` there: a
+    writer is at work or was killed before merging its log, so the log must be read: ``mode=ro`` (SQLite's
+    shared ``-shm`` index coordinates with that writer); where SQLite cannot use the ``-shm`` (a read-only
+    folder), ``immutable=1``, which cannot see the unmerged log (a warning says so)."""
     if not path.is_file():
         raise FileNotFoundError(f"result store {path} does not exist")
     uri = path.resolve().as_uri()
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists():
+        conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
     try:
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # SQLite opens lazily: fail here, not later
         return conn
     except sqlite3.OperationalError:
         pass
-    wal = path.with_name(path.name + "-wal")
     if wal.is_file() and wal.stat().st_size > 0:
         warnings.warn(f"{path}: read without its write-ahead log {wal.name} (the folder is read-only, so SQLite cannot "
                       "merge it); runs written last may be missing", stacklevel=3)
     conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
-    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if conn.execute("SELECT count(*) FROM sqlite_master WHERE name='runs'").fetchone()[0] == 0 and wal.is_file():
+        conn.close()  # every run is still in the log: say so, not "no such table"
+        raise sqlite3.OperationalError(f"its runs are all in the write-ahead log {wal.name}, which SQLite cannot read in "
+                                       "this read-only folder; copy the store with its -wal and -shm files to a writable one")
     return conn
 
 
@@ -334,8 +348,8 @@ class Heartbeat:
             try:
                 if not self.beat():
                     return  # taken over or finished: nothing left to keep alive
-            except sqlite3.Error:
-                continue  # a busy or briefly locked store: the next beat tries again, well within the lease
+            except Exception:  # noqa: BLE001 - a busy store, a full disk, a passing OSError: the next beat tries
+                continue  # again, well within the lease; a heartbeat thread that died would let a live run be taken over
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{self.run_id[:8]}", daemon=True)

@@ -81,13 +81,14 @@ def parameter_constraints(cls) -> dict:
 
 
 def _check_sizes(cls, params: dict) -> None:
-    """Layer-width tuples: non-empty sequences of integers >= 1 (a table entry cannot say "of")."""
+    """Layer-width tuples: sequences of integers >= 1 (a table entry cannot say "of"). Empty is a setting, not a
+    mistake: no hidden layer, a linear map (DM2C's NUS-WIDE generators, 128 -> 128, Section 4.2)."""
     defaults = cls().get_params()
     for name, value in params.items():
         # a width list, where the default is one or "auto" (sized from the data)
         if isinstance(value, (tuple, list)) and (isinstance(defaults.get(name), (tuple, list)) or defaults.get(name) == "auto"):
-            if not value or not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value):
-                raise DataError(f"parameter {name!r} of {cls.__name__} must be a non-empty list of integers >= 1, got {value!r}")
+            if not all(isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in value):
+                raise DataError(f"parameter {name!r} of {cls.__name__} must be a list of integers >= 1, got {value!r}")
 
 
 def check_params(cls, params: dict) -> None:
