@@ -396,10 +396,15 @@ class CIGITC(MultiModalClusterer):
         self.nets_ = nets
         self.pretrain_history_ = self._pretrain(x_img, x_txt, rows, gen, device)
 
+        # foreach: one multi-tensor update per step (torch picks it by itself on CUDA only; on CPU it is the same
+        # arithmetic, bit-identical, in fewer dispatches)
         opt_enc = torch.optim.Adam(
-            list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters()), lr=self.lr)
-        opt_gen = torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr, betas=(0.5, 0.999))
-        opt_dis = torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr, betas=(0.5, 0.999))
+            list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters()), lr=self.lr,
+            foreach=True)
+        opt_gen = torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr, betas=(0.5, 0.999),
+                                   foreach=True)
+        opt_dis = torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr, betas=(0.5, 0.999),
+                                   foreach=True)
 
         # Algorithm 1 step 1: modality centroids, GAN warm-up, then fused centroids on eq. (9) codes
         with torch.no_grad():
