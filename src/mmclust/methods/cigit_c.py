@@ -396,15 +396,7 @@ class CIGITC(MultiModalClusterer):
         self.nets_ = nets
         self.pretrain_history_ = self._pretrain(x_img, x_txt, rows, gen, device)
 
-        # foreach: one multi-tensor update per step (torch picks it by itself on CUDA only; on CPU it is the same
-        # arithmetic, bit-identical, in fewer dispatches)
-        opt_enc = torch.optim.Adam(
-            list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters()), lr=self.lr,
-            foreach=True)
-        opt_gen = torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr, betas=(0.5, 0.999),
-                                   foreach=True)
-        opt_dis = torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr, betas=(0.5, 0.999),
-                                   foreach=True)
+        opt_enc, opt_gen, opt_dis = opts = self._optimizers()
 
         # Algorithm 1 step 1: modality centroids, GAN warm-up, then fused centroids on eq. (9) codes
         with torch.no_grad():
@@ -432,21 +424,7 @@ class CIGITC(MultiModalClusterer):
         self.history_ = []
         bar = tqdm(range(self.max_epochs), desc="CIGIT-C", disable=not self.verbose, unit="epoch")
         for epoch in bar:
-            # targets P (eq. 3) on the full data, fixed for the epoch
-            with torch.no_grad():
-                nets.eval()
-                q_all = self._assignments(x_img, x_txt, rows, gen)
-                targets = [ops.target_distribution(q) for q in q_all]
-            nets.train()
-            batches = _epoch_batches(n, self.batch_size, gen, *present, device)
-            for batch in batches:
-                if batch[1].n < 2:
-                    continue
-                for key, val in self._step(batch, x_img, x_txt, targets, gen, opt_enc, opt_gen, opt_dis).items():
-                    losses.add(key, val)
-            sums = losses.pop_totals(epoch)
-            row = {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
-                                      for key in ("encoder", "generator", "discriminator")}}
+            row = self._train_epoch(epoch, x_img, x_txt, rows, present, gen, opts, losses)
             self.history_.append(row)
             if self.verbose:
                 bar.set_postfix(enc=f"{row['encoder_loss']:.4f}")
@@ -474,6 +452,38 @@ class CIGITC(MultiModalClusterer):
         with torch.no_grad():
             _, _, q_fus = self._assignments(x_img, x_txt, rows, gen)
         return q_fus.argmax(1).cpu().numpy().astype(np.int64)
+
+    def _optimizers(self) -> tuple:
+        """Adam for (encoders + centroids, generators, discriminators).
+
+        ``foreach=True``: one multi-tensor update per step (torch chooses it by itself on CUDA only; on the CPU it
+        is the same arithmetic, bit-identical, in fewer dispatches)."""
+        nets = self.nets_
+        enc = list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters())
+        return (torch.optim.Adam(enc, lr=self.lr, foreach=True),
+                torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr,
+                                 betas=(0.5, 0.999), foreach=True),
+                torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr,
+                                 betas=(0.5, 0.999), foreach=True))
+
+    def _train_epoch(self, epoch, x_img, x_txt, rows, present, gen, opts, losses) -> dict:
+        """One epoch of Algorithm 1 steps 2-5: targets P (eq. 3) on the full data, fixed for the epoch, then every
+        batch's step; the epoch's mean losses (one host read)."""
+        nets = self.nets_
+        with torch.no_grad():
+            nets.eval()
+            q_all = self._assignments(x_img, x_txt, rows, gen)
+            targets = [ops.target_distribution(q) for q in q_all]
+        nets.train()
+        batches = _epoch_batches(rows.n, self.batch_size, gen, *present, x_img.device)
+        for batch in batches:
+            if batch[1].n < 2:
+                continue
+            for key, val in self._step(batch, x_img, x_txt, targets, gen, *opts).items():
+                losses.add(key, val)
+        sums = losses.pop_totals(epoch)
+        return {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
+                                   for key in ("encoder", "generator", "discriminator")}}
 
     def _pretrain(self, x_img, x_txt, rows, gen, device) -> list:
         """Auto-encoder pre-training of both encoders on their present rows (MSE); returns per-epoch losses."""
