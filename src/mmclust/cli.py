@@ -267,10 +267,6 @@ def cmd_reproduce(args) -> int:
     from .repro.validate import check_count, check_device
 
     # validate paper, table, runs, jobs, epochs, device and every run before anything is written (exit 2)
-    if args.jobs is None:  # the measured faster default: one single-threaded run per core on the CPU (repro.threads)
-        from .repro.threads import default_jobs
-
-        args.jobs = default_jobs(args.device, args.engine)
     check_count("--jobs", args.jobs)
     check_device(args.device, available=args.engine == "local")  # Dask workers check their own devices
     from .data.registry import get_spec
@@ -432,8 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", default="auto")
     rp.add_argument("--engine", default="local", choices=["local", "dask"])
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
-    rp.add_argument("--jobs", type=int, default=None,
-                    help="parallel CPU runs with the local engine (joblib; default: one per core on the CPU, else 1)")
+    rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
     rp.add_argument("--threads", type=int, default=None,
                     help="torch and BLAS threads per run (default: cores // jobs with --jobs > 1, so runs never oversubscribe)")
     rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")

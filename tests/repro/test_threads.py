@@ -32,17 +32,6 @@ def test_threads_per_run_divides_the_cores(monkeypatch):
     assert threads.threads_per_run(1, threads=5) == 5
 
 
-def test_default_jobs_one_per_core_on_the_cpu_only(monkeypatch):
-    monkeypatch.setattr(threads, "available_cores", lambda: 8)
-    assert threads.default_jobs("cpu") == 8
-    assert threads.default_jobs("cpu", engine="dask") == 1  # Dask workers are the parallelism
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert threads.default_jobs("cuda") == 1 and threads.default_jobs("auto") == 1  # runs would share one GPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert threads.default_jobs("auto") == 8
-    assert threads.default_jobs("cuda") == 1  # a device this machine lacks: left to the device check
-
-
 @pytest.mark.parametrize("jobs,n", [(0, None), (1, 0), (2, -1)])
 def test_bad_counts_are_usage_errors(jobs, n):
     with pytest.raises(DataError, match="must be >= 1"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-__all__ = ["available_cores", "threads_per_run", "default_jobs", "limit_threads", "current_threads"]
+__all__ = ["available_cores", "threads_per_run", "limit_threads", "current_threads"]
 
 
 def available_cores() -> int:
@@ -33,26 +33,6 @@ def threads_per_run(jobs: int = 1, threads: int | None = None) -> int | None:
             raise DataError(f"threads must be >= 1, got {threads}")
         return int(threads)
     return max(1, available_cores() // jobs) if jobs > 1 else None
-
-
-def default_jobs(device="auto", engine: str = "local") -> int:
-    """Parallel runs of ``reproduce`` when ``--jobs`` is not given: one per core for local CPU runs (each then gets
-    one thread from :func:`threads_per_run`), else 1: runs on a GPU would share the one device, and Dask's workers
-    are their own parallelism.
-
-    Measured on the 2-core developer machine (shared and loaded), BDGP Table 8 CIGIT-C cells capped at 2 epochs:
-    25 and 29 s a run with 2 runs x 1 thread, 120 and 64 s for the same runs with 1 run x 2 threads (small
-    batches scale poorly over threads, and a 2-thread run stalls whenever either core is busy).
-    """
-    from ..runtime import resolve_device
-
-    if engine != "local":
-        return 1
-    try:
-        dev = resolve_device(device)
-    except (RuntimeError, ValueError):
-        return 1  # a device this machine lacks: the device check reports it
-    return available_cores() if dev.type == "cpu" else 1
 
 
 def limit_threads(n: int) -> Callable[[], None]:
