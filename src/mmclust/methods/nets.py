@@ -55,8 +55,9 @@ class _ContiguousGrad(torch.autograd.Function):
 
     The gradient reaching ``closeness`` above is a transposed slice of the ``cat``'s; broadcast back over the
     (kernels, n, n) distances it gave their gradient a transposed layout, which cdist's backward then copied
-    whole (measured: 11 % of a CIGIT-C step on BDGP, the step's largest copy). Copying the (kernels, n) slice
-    instead costs n times less; values are untouched (a layout change of elementwise products only).
+    whole: one of the three (kernels, n, n) copies of that backward (measured together: 11 % of a CIGIT-C step on
+    BDGP; the other two, ``grad.mT`` and ``result.mT`` for the second argument, are torch's own). Copying the
+    (kernels, n) slice instead costs n times less; values are untouched (a layout change of elementwise products).
     """
 
     @staticmethod
