@@ -189,3 +189,113 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real):
     t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
     benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
                                 torch_threads=torch.get_num_threads())
+
+
+def _layer_shapes(net) -> list[tuple[int, int]]:
+    """``(in, out)`` of every matmul layer of ``net`` in forward order: Linear layers and the minibatch layer's T."""
+    from mmclust.methods.nets import MinibatchDiscrimination
+
+    shapes = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.Linear):
+            shapes.append((m.in_features, m.out_features))
+        elif isinstance(m, MinibatchDiscrimination):
+            shapes.append(tuple(m.T.shape))
+    return shapes
+
+
+def _pass_multiply_adds(net, rows: int, train: bool, input_grad: bool = False) -> int:
+    """Multiply-adds of ``rows`` rows through ``net``'s matmul layers: a*b per row forward; in training also a*b
+    for the weight gradient and a*b for the input gradient, except the first layer's when its input needs none."""
+    total = 0
+    for i, (a, b) in enumerate(_layer_shapes(net)):
+        total += a * b * rows * ((3 if i or input_grad else 2) if train else 1)
+    return total
+
+
+def cigit_c_epoch_multiply_adds(nets, n_img: int, n_txt: int, n_batches: int) -> int:
+    """Multiply-adds of one CIGIT-C epoch (``_train_epoch``) from the layer shapes, over the rows with each view.
+
+    Targets: encoders and generators forward on every present row. Encoder step: encoders trained, generators
+    forward (the fakes of eq. 9). GAN step: encoders forward; generators trained, with D1 (on n_img fakes) and
+    D2 (on n_txt fakes) in their backward; then D1 on n_txt real + n_img fake rows and D2 on n_img + n_txt,
+    inputs detached. The minibatch layer's L1 distances (16 kernels x 8 dims per pair of a batch, forward and
+    the two-sided backward: 3x) are counted as multiply-adds; its batch of r rows over the epoch's batches
+    has about r^2 / n_batches pairs in all.
+    """
+    def disc(d, fakes, reals):  # d trained on `fakes` with input grad (generator step), then on both detached
+        pairs = sum(r * r for r in (fakes, fakes, reals)) / n_batches
+        l1 = 3 * d.minibatch.n_kernels * d.minibatch.kernel_dim * pairs
+        return (_pass_multiply_adds(d, fakes, True, input_grad=True) + _pass_multiply_adds(d, fakes + reals, True)
+                + int(l1))
+
+    total = 0
+    for enc, gen, rows in ((nets.enc_img, nets.g12, n_img), (nets.enc_txt, nets.g21, n_txt)):
+        total += _pass_multiply_adds(enc, rows, True) + 2 * _pass_multiply_adds(enc, rows, False)
+        total += _pass_multiply_adds(gen, rows, True) + 2 * _pass_multiply_adds(gen, rows, False)
+    return total + disc(nets.d1, n_img, n_txt) + disc(nets.d2, n_txt, n_img)
+
+
+def test_cigit_c_multiply_adds_count_by_hand():
+    """The counter on a tiny bundle, against multiply-adds written out layer by layer."""
+    from types import SimpleNamespace
+
+    from mmclust.methods.cigit_c import _CIGITCNets
+
+    p = SimpleNamespace(image_hidden=(4,), text_hidden=(3,), latent_dim=2, noise_dim=6, generator12_hidden=(5,),
+                        generator21_hidden=(7,), discriminator1_hidden=4, discriminator2_hidden=3)
+    nets = _CIGITCNets(10, 6, 2, p)
+    ni, nt, nb = 8, 6, 2
+    enc = lambda dims, r: (2 * dims[0] * dims[1] + 3 * sum(a * b for a, b in zip(dims[1:-1], dims[2:]))) * r + \
+        2 * r * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    expected = enc((10, 4, 2), ni) + enc((6, 3, 2), nt) + enc((8, 5, 2), ni) + enc((8, 7, 2), nt)
+
+    def d(h, fakes, reals):  # [code 2 + q 2] -> h -> T (h x 128) -> [h + 16] -> h -> 1
+        layers = [(4, h), (h, 128), (h + 16, h), (h, 1)]
+        fwd = sum(a * b for a, b in layers)
+        with_input = 3 * fwd * fakes
+        without = (2 * layers[0][0] * layers[0][1] + 3 * (fwd - layers[0][0] * layers[0][1])) * (fakes + reals)
+        return with_input + without + int(3 * 16 * 8 * (2 * fakes**2 + reals**2) / nb)
+
+    expected += d(4, ni, nt) + d(3, nt, ni)
+    assert cigit_c_epoch_multiply_adds(nets, ni, nt, nb) == expected
+
+
+def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real):
+    """One CIGIT-C training epoch on BDGP at 50 % missing (targets + every batch's encoder and GAN steps).
+
+    The bound is a chain of square float32 matmuls with the epoch's multiply-adds
+    (:func:`cigit_c_epoch_multiply_adds`), timed in the same run; ``ratio_to_flop_bound`` = epoch / bound goes to
+    ``extra_info`` (nothing asserted about time). The model is initialised once (no pre-training, no GAN warm-up:
+    their epochs are not this benchmark's), so rounds train on.
+    """
+    from mmclust.data import incomplete
+    from mmclust.methods.cigit_c import CIGITC, _device_views
+    from mmclust.methods.nets import EpochLosses
+    from mmclust.runtime import torch_generator
+
+    ds = incomplete(load_real("bdgp"), 0.5, 0)
+    model = CIGITC(max_epochs=0, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1, random_state=0,
+                   device="cpu").fit(ds)
+    x_img, x_txt, rows = _device_views(ds, "cpu")
+    present = [np.asarray(ds.present[v], bool) for v in ds.views]
+    gen, opts, losses = torch_generator(0), model._optimizers(), EpochLosses()
+
+    def epoch():
+        return model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, losses)
+
+    row = benchmark.pedantic(epoch, rounds=3, iterations=1)
+    assert all(np.isfinite(v) for v in row.values())
+    n_batches = -(-ds.n_samples // model.batch_size)
+    macs = cigit_c_epoch_multiply_adds(model.nets_, rows.n_img, rows.n_txt, n_batches)
+    size = 512
+    a = torch.randn(size, size)
+    n_mm = max(1, round(macs / size**3))
+
+    def bound():
+        for _ in range(n_mm):
+            torch.mm(a, a)
+
+    t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
+    benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
+                                torch_threads=torch.get_num_threads())

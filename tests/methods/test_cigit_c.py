@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from mmclust import DataError
 from mmclust.data import incomplete, make_multiview_blobs
-from mmclust.methods.cigit_c import CIGITC, conditional_noise, discriminator_loss, encoder_loss, fuse_codes, generator_loss
+from mmclust.methods.cigit_c import (CIGITC, _device_views, _epoch_batches, conditional_noise, discriminator_loss,
+                                      encoder_loss, fuse_codes, generator_loss)
+from mmclust.methods.nets import minibatches
 from mmclust.metrics import acc
 
 SMALL = dict(latent_dim=8, image_hidden=(32,), text_hidden=(16,), generator12_hidden=(32,), generator21_hidden=(32,),
@@ -81,13 +83,11 @@ def test_fit_outputs_and_repeatable(data):
 def test_generated_codes_finite_with_right_shape(data):
     m = CIGITC(random_state=0, **SMALL).fit(data)
     g = torch.Generator().manual_seed(0)
-    x_img = torch.as_tensor(np.where(data.present["image"][:, None], data.views["image"], 0))
-    x_txt = torch.as_tensor(np.where(data.present["text"][:, None], data.views["text"], 0))
-    hi, ht = torch.as_tensor(data.present["image"].copy()), torch.as_tensor(data.present["text"].copy())
+    x_img, x_txt, rows = _device_views(data, "cpu")
     with torch.no_grad():
         m.nets_.eval()
-        zi, zt = m._encode(x_img, x_txt, hi, ht)
-        fi, ft = m._fakes(zi, zt, hi, ht, g)
+        zi, zt = m._encode(x_img, x_txt, rows)
+        fi, ft = m._fakes(zi, zt, rows, g)
     assert fi.shape == zi.shape == ft.shape == (data.n_samples, 8)
     assert torch.isfinite(fi).all() and torch.isfinite(ft).all()
 
@@ -168,3 +168,53 @@ def test_encoder_loss_adds_the_fused_kl_with_weight_alpha_by_hand():
     assert float(zero) == pytest.approx(0.0, abs=1e-12)
     assert float(encoder_loss(p, p, p, p, p, q, alpha=2.0)) == pytest.approx(2.0 * kl, abs=1e-12)
     assert float(encoder_loss(p, q, p, q, p, q, alpha=1.0)) == pytest.approx(3.0 * kl, abs=1e-12)
+
+
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 40), batch_size=st.integers(1, 16))
+def test_batch_rows_equal_mask_indexing(seed, n, batch_size):
+    """The host-built index lists select exactly what the boolean masks select, in the same order (so a step that
+    gathers by them computes what mask indexing computed), and the epoch's batches are nets.minibatches' draw."""
+    rng = np.random.default_rng(seed)
+    has_img, has_txt = rng.random(n) < 0.6, rng.random(n) < 0.6
+    g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    batches = _epoch_batches(n, batch_size, g1, has_img, has_txt, "cpu")
+    reference = minibatches(n, batch_size, g2, "cpu")
+    assert len(batches) == len(reference) and torch.equal(g1.get_state(), g2.get_state())
+    hi_all, ht_all = torch.as_tensor(has_img), torch.as_tensor(has_txt)
+    rank_img, rank_txt = torch.cumsum(hi_all.long(), 0) - 1, torch.cumsum(ht_all.long(), 0) - 1
+    for (idx, rows, pos_img, pos_txt), ref in zip(batches, reference):
+        hi, ht = hi_all[ref], ht_all[ref]
+        assert torch.equal(idx, ref) and rows.n == ref.numel()
+        assert torch.equal(rows.has_img, hi) and torch.equal(rows.has_txt, ht)
+        assert torch.equal(rows.img, hi.nonzero().squeeze(1)) and torch.equal(rows.txt, ht.nonzero().squeeze(1))
+        assert torch.equal(rows.both, (hi & ht).nonzero().squeeze(1))
+        assert torch.equal(rows.src_img, ref[hi]) and torch.equal(rows.src_txt, ref[ht])
+        assert (rows.n_img, rows.n_txt) == (int(hi.sum()), int(ht.sum()))
+        assert torch.equal(pos_img, rank_img[ref][hi]) and torch.equal(pos_txt, rank_txt[ref][ht])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+def test_training_step_issues_no_host_sync(data):
+    """A CIGIT-C training step on CUDA never waits on the device (sync debug mode turns a sync into an error)."""
+    m = CIGITC(random_state=0, **{**SMALL, "device": "cuda", "max_epochs": 0, "pretrain_epochs": 0}).fit(data)
+    nets = m.nets_
+    x_img, x_txt, rows = _device_views(data, "cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    with torch.no_grad():
+        nets.eval()
+        targets = [q.pow(2) / q.pow(2).sum(1, keepdim=True) for q in m._assignments(x_img, x_txt, rows, gen)]
+    present = [np.asarray(data.present[v], bool) for v in data.views]
+    batches = _epoch_batches(data.n_samples, 64, gen, *present, "cuda")
+    opts = [torch.optim.Adam(p, lr=1e-4) for p in (list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()),
+                                                   list(nets.g12.parameters()) + list(nets.g21.parameters()),
+                                                   list(nets.d1.parameters()) + list(nets.d2.parameters()))]
+    nets.train()
+    m._step(batches[0], x_img, x_txt, targets, gen, *opts)  # first step: lazy optimizer state allocation
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = m._step(batches[1], x_img, x_txt, targets, gen, *opts)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert set(out) == {"encoder", "generator", "discriminator"}

@@ -47,6 +47,8 @@ Choices where the paper is silent or contradicts itself (each also noted at its 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -58,7 +60,7 @@ from .. import ops
 from ..data import DataError, MultiModalDataset
 from ..runtime import resolve_device, seed_from, torch_generator
 from .base import MultiModalClusterer
-from .nets import (EpochLosses, MinibatchDiscrimination, as_device_tensor, kmeans_centers, minibatches, mlp,
+from .nets import (EpochLosses, MinibatchDiscrimination, as_device_tensor, kmeans_centers, mlp,
                    pretrain_autoencoders, xavier_init_)
 
 # what a diverging loss is called in the DivergenceError message
@@ -138,12 +140,77 @@ def conditional_noise(q_source: torch.Tensor, noise_dim: int, generator: torch.G
 
 
 def _device_views(ds: MultiModalDataset, device):
-    """``(x_img, x_txt, has_img, has_txt)`` on the device. Missing rows are replaced by zeros before they reach
-    the device and are never read afterwards: every network call indexes only the rows where that view is present."""
+    """``(x_img, x_txt, rows)`` on the device. Missing rows are replaced by zeros before they reach the device and
+    are never read afterwards: every network call reads only the rows where that view is present (``rows``, a
+    :class:`_Rows` of the whole data set)."""
     v_img, v_txt = ds.views
     xs = [as_device_tensor(np.where(ds.present[v][:, None], ds.views[v], 0.0), device) for v in (v_img, v_txt)]
-    masks = [torch.as_tensor(ds.present[v].copy(), device=device) for v in (v_img, v_txt)]
-    return xs[0], xs[1], masks[0], masks[1]
+    return xs[0], xs[1], _Rows.of(ds.present[v_img], ds.present[v_txt], device)
+
+
+class _Rows(NamedTuple):
+    """Where each view is present among ``n`` rows (the data set, or one batch), known on the host.
+
+    Index tensors instead of boolean masks: ``z[mask]``, ``mask.nonzero()`` and ``mask.any()`` each wait for the
+    device to know a count, while ``z[index]`` with an index built on the host does not (a training step on a GPU
+    issues no host synchronisation). Gathering by the positions of a mask's ``True`` entries copies the very
+    rows, in the same order, that the mask selects, so results are bit-identical to mask indexing.
+    """
+
+    n: int
+    has_img: torch.Tensor  # (n,) bool masks, for the elementwise fusion of eq. (1) / (9)
+    has_txt: torch.Tensor
+    img: torch.Tensor  # positions among the n rows where the image / the text / both are present
+    txt: torch.Tensor
+    both: torch.Tensor
+    src_img: torch.Tensor  # the same rows as rows of the whole data set (what the encoders read)
+    src_txt: torch.Tensor
+    n_img: int
+    n_txt: int
+
+    @classmethod
+    def of(cls, has_img: np.ndarray, has_txt: np.ndarray, device) -> "_Rows":
+        """The rows of a whole data set from its presence masks."""
+        has_img, has_txt = np.asarray(has_img, bool), np.asarray(has_txt, bool)
+        idx = np.arange(has_img.size)
+        return _batch_rows([idx], has_img, has_txt, device, with_ranks=False)[0][1]
+
+
+def _batch_rows(batches, has_img: np.ndarray, has_txt: np.ndarray, device, with_ranks: bool = True) -> list:
+    """``[(idx, rows, pos_img, pos_txt), ...]`` for host index arrays ``batches`` (rows of the whole data set).
+
+    ``pos_img`` / ``pos_txt`` are the rank of each present batch row among all rows with that view (the row of the
+    per-view targets, which hold present rows only). Everything goes to the device in one copy.
+    """
+    rank_img, rank_txt = np.cumsum(has_img) - 1, np.cumsum(has_txt) - 1
+    parts, shapes = [], []
+    for idx in batches:
+        hi, ht = has_img[idx], has_txt[idx]
+        img, txt, both = np.flatnonzero(hi), np.flatnonzero(ht), np.flatnonzero(hi & ht)
+        src_img, src_txt = idx[img], idx[txt]
+        arrays = [idx, img, txt, both, src_img, src_txt]
+        if with_ranks:
+            arrays += [rank_img[src_img], rank_txt[src_txt]]
+        parts += arrays
+        shapes.append([a.size for a in arrays])
+    flat = torch.from_numpy(np.concatenate(parts).astype(np.int64)).to(device)
+    pieces = iter(flat.split([size for sizes in shapes for size in sizes]))
+    has_img_dev = torch.from_numpy(has_img.copy()).to(device)
+    has_txt_dev = torch.from_numpy(has_txt.copy()).to(device)
+    out = []
+    for idx, sizes in zip(batches, shapes):
+        t_idx, img, txt, both, src_img, src_txt, *ranks = [next(pieces) for _ in sizes]
+        rows = _Rows(len(idx), has_img_dev[t_idx], has_txt_dev[t_idx], img, txt, both, src_img, src_txt,
+                     int(img.shape[0]), int(txt.shape[0]))
+        out.append((t_idx, rows, *ranks))
+    return out
+
+
+def _epoch_batches(n: int, batch_size: int, gen: torch.Generator, has_img, has_txt, device) -> list:
+    """A random partition of the rows into batches, as :func:`nets.minibatches` draws it (same generator calls),
+    with each batch's :class:`_Rows`; the order is read back to the host once per epoch."""
+    order = torch.randperm(n, generator=gen, device=gen.device).cpu().numpy()
+    return _batch_rows([order[i:i + batch_size] for i in range(0, n, batch_size)], has_img, has_txt, device)
 
 
 class _Discriminator(nn.Module):
@@ -319,73 +386,53 @@ class CIGITC(MultiModalClusterer):
         seed = seed_from(self.random_state)
         device = resolve_device(self.device)
         gen = torch_generator(seed, device)
-        x_img, x_txt, has_img, has_txt = _device_views(ds, device)
+        x_img, x_txt, rows = _device_views(ds, device)
         n = ds.n_samples
+        present = [np.asarray(ds.present[v], bool) for v in ds.views]  # the host's copy, for the batch index lists
 
         nets = _CIGITCNets(x_img.shape[1], x_txt.shape[1], k, self)  # built and initialised on the CPU, then moved
         xavier_init_(nets, torch_generator(seed, "cpu") if device.type != "cpu" else gen)
         nets.to(device)
         self.nets_ = nets
-        self.pretrain_history_ = self._pretrain(x_img, x_txt, has_img, has_txt, gen, device)
+        self.pretrain_history_ = self._pretrain(x_img, x_txt, rows, gen, device)
 
-        opt_enc = torch.optim.Adam(
-            list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters()), lr=self.lr)
-        opt_gen = torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr, betas=(0.5, 0.999))
-        opt_dis = torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr, betas=(0.5, 0.999))
+        opt_enc, opt_gen, opt_dis = opts = self._optimizers()
 
         # Algorithm 1 step 1: modality centroids, GAN warm-up, then fused centroids on eq. (9) codes
         with torch.no_grad():
             nets.eval()
-            z_img, z_txt = self._encode(x_img, x_txt, has_img, has_txt)
-            nets.centers[0].copy_(kmeans_centers(z_img[has_img], k, self.kmeans_n_init, seed))
-            nets.centers[1].copy_(kmeans_centers(z_txt[has_txt], k, self.kmeans_n_init, seed))
+            z_img, z_txt = self._encode(x_img, x_txt, rows)
+            nets.centers[0].copy_(kmeans_centers(z_img[rows.img], k, self.kmeans_n_init, seed))
+            nets.centers[1].copy_(kmeans_centers(z_txt[rows.txt], k, self.kmeans_n_init, seed))
         self.gan_pretrain_history_ = []
         losses = EpochLosses(_LOSS_NAMES)  # per-batch losses stay on the device; one host copy per epoch
         if self.use_gan:
             for epoch in tqdm(range(self.gan_pretrain_epochs), desc="CIGIT-C GAN warm-up", disable=not self.verbose, unit="epoch"):
                 nets.train()
-                batches = minibatches(n, self.batch_size, gen, device)
-                for idx in batches:
-                    for key, val in self._gan_step(idx, x_img, x_txt, has_img, has_txt, gen, opt_gen, opt_dis).items():
+                batches = _epoch_batches(n, self.batch_size, gen, *present, device)
+                for _, batch_rows, _, _ in batches:
+                    for key, val in self._gan_step(batch_rows, x_img, x_txt, gen, opt_gen, opt_dis).items():
                         losses.add(key, val)
                 sums = losses.pop_totals(epoch)
                 self.gan_pretrain_history_.append({"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
                                                                       for key in ("generator", "discriminator")}})
         with torch.no_grad():
             nets.eval()
-            _, _, z_fus = self._codes(x_img, x_txt, has_img, has_txt, gen, use_fakes=self.use_gan)
+            _, _, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
             nets.centers[2].copy_(kmeans_centers(z_fus, k, self.kmeans_n_init, seed))
 
         self.history_ = []
-        # each batch row's position among the rows where its view is present (fixed for the fit): targets[0] and
-        # targets[1] hold present rows only
-        ranks = (torch.cumsum(has_img.long(), 0) - 1, torch.cumsum(has_txt.long(), 0) - 1)
         bar = tqdm(range(self.max_epochs), desc="CIGIT-C", disable=not self.verbose, unit="epoch")
         for epoch in bar:
-            # targets P (eq. 3) on the full data, fixed for the epoch
-            with torch.no_grad():
-                nets.eval()
-                q_all = self._assignments(x_img, x_txt, has_img, has_txt, gen)
-                targets = [ops.target_distribution(q) for q in q_all]
-            nets.train()
-            batches = minibatches(n, self.batch_size, gen, device)
-            for idx in batches:
-                if idx.numel() < 2:
-                    continue
-                for key, val in self._step(idx, x_img, x_txt, has_img, has_txt, ranks, targets, gen, opt_enc, opt_gen,
-                                           opt_dis).items():
-                    losses.add(key, val)
-            sums = losses.pop_totals(epoch)
-            row = {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
-                                      for key in ("encoder", "generator", "discriminator")}}
+            row = self._train_epoch(epoch, x_img, x_txt, rows, present, gen, opts, losses)
             self.history_.append(row)
             if self.verbose:
                 bar.set_postfix(enc=f"{row['encoder_loss']:.4f}")
 
         with torch.no_grad():
             nets.eval()
-            q_img, q_txt, q_fus = self._assignments(x_img, x_txt, has_img, has_txt, gen)
-            _, _, z_fus = self._codes(x_img, x_txt, has_img, has_txt, gen, use_fakes=self.use_gan)
+            q_img, q_txt, q_fus = self._assignments(x_img, x_txt, rows, gen)
+            _, _, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
         self.fused_assignment_ = q_fus.cpu().numpy()
         self.fused_codes_ = z_fus.cpu().numpy()
         self.labels_ = self.fused_assignment_.argmax(1).astype(np.int64)
@@ -399,101 +446,131 @@ class CIGITC(MultiModalClusterer):
         (generator noise from a generator seeded by ``random_state``); nothing is trained."""
         ds = self._check_fitted_for(ds)
         device = self.nets_.centers[0].device
-        x_img, x_txt, has_img, has_txt = _device_views(ds, device)
+        x_img, x_txt, rows = _device_views(ds, device)
         gen = torch_generator(seed_from(self.random_state) + 1, device)
         self.nets_.eval()
         with torch.no_grad():
-            _, _, q_fus = self._assignments(x_img, x_txt, has_img, has_txt, gen)
+            _, _, q_fus = self._assignments(x_img, x_txt, rows, gen)
         return q_fus.argmax(1).cpu().numpy().astype(np.int64)
 
-    def _pretrain(self, x_img, x_txt, has_img, has_txt, gen, device) -> list:
+    def _optimizers(self) -> tuple:
+        """Adam for (encoders + centroids, generators, discriminators).
+
+        ``foreach=True``: one multi-tensor update per step (torch chooses it by itself on CUDA only; on the CPU it
+        is the same arithmetic, bit-identical, in fewer dispatches)."""
+        nets = self.nets_
+        enc = list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()) + list(nets.centers.parameters())
+        return (torch.optim.Adam(enc, lr=self.lr, foreach=True),
+                torch.optim.Adam(list(nets.g12.parameters()) + list(nets.g21.parameters()), lr=self.gan_lr,
+                                 betas=(0.5, 0.999), foreach=True),
+                torch.optim.Adam(list(nets.d1.parameters()) + list(nets.d2.parameters()), lr=self.gan_lr,
+                                 betas=(0.5, 0.999), foreach=True))
+
+    def _train_epoch(self, epoch, x_img, x_txt, rows, present, gen, opts, losses) -> dict:
+        """One epoch of Algorithm 1 steps 2-5: targets P (eq. 3) on the full data, fixed for the epoch, then every
+        batch's step; the epoch's mean losses (one host read)."""
+        nets = self.nets_
+        with torch.no_grad():
+            nets.eval()
+            q_all = self._assignments(x_img, x_txt, rows, gen)
+            targets = [ops.target_distribution(q) for q in q_all]
+        nets.train()
+        batches = _epoch_batches(rows.n, self.batch_size, gen, *present, x_img.device)
+        for batch in batches:
+            if batch[1].n < 2:
+                continue
+            for key, val in self._step(batch, x_img, x_txt, targets, gen, *opts).items():
+                losses.add(key, val)
+        sums = losses.pop_totals(epoch)
+        return {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
+                                   for key in ("encoder", "generator", "discriminator")}}
+
+    def _pretrain(self, x_img, x_txt, rows, gen, device) -> list:
         """Auto-encoder pre-training of both encoders on their present rows (MSE); returns per-epoch losses."""
         nets = self.nets_
-        pairs = [(nets.enc_img, nets.dec_img, x_img[has_img], "image"), (nets.enc_txt, nets.dec_txt, x_txt[has_txt], "text")]
+        pairs = [(nets.enc_img, nets.dec_img, x_img[rows.src_img], "image"), (nets.enc_txt, nets.dec_txt, x_txt[rows.src_txt], "text")]
         return pretrain_autoencoders(pairs, self.pretrain_epochs, self.pretrain_lr, self.batch_size, gen, device,
                                      desc="CIGIT-C pretrain", verbose=self.verbose)
 
-    def _encode(self, x_img, x_txt, has_img, has_txt):
-        """Codes of the present rows only; missing rows stay zero (and are never read downstream)."""
+    def _encode(self, x_img, x_txt, rows):
+        """Codes of ``rows`` (read from the whole data ``x_img``/``x_txt`` where each view is present); missing
+        rows stay zero (and are never read downstream)."""
         nets = self.nets_
-        z_img = x_img.new_zeros(x_img.shape[0], self.latent_dim)
-        z_txt = x_txt.new_zeros(x_txt.shape[0], self.latent_dim)
-        z_img = z_img.index_put((has_img.nonzero().squeeze(1),), nets.enc_img(x_img[has_img]))
-        z_txt = z_txt.index_put((has_txt.nonzero().squeeze(1),), nets.enc_txt(x_txt[has_txt]))
+        z_img = x_img.new_zeros(rows.n, self.latent_dim)
+        z_txt = x_txt.new_zeros(rows.n, self.latent_dim)
+        z_img = z_img.index_put((rows.img,), nets.enc_img(x_img[rows.src_img]))
+        z_txt = z_txt.index_put((rows.txt,), nets.enc_txt(x_txt[rows.src_txt]))
         return z_img, z_txt
 
-    def _fakes(self, z_img, z_txt, has_img, has_txt, gen):
+    def _fakes(self, z_img, z_txt, rows, gen):
         """Generated codes for every row whose source view is present (G12: image -> text, G21: text -> image)."""
         nets = self.nets_
         fake_txt = torch.zeros_like(z_txt)
         fake_img = torch.zeros_like(z_img)
-        if has_img.any():
-            src = z_img[has_img]
+        if rows.n_img:
+            src = z_img[rows.img]
             q_src = ops.student_t_assignment(src, nets.centers[0])
-            fake_txt = fake_txt.index_put((has_img.nonzero().squeeze(1),), nets.g12(torch.cat([src, conditional_noise(q_src, self.noise_dim, gen)], 1)))
-        if has_txt.any():
-            src = z_txt[has_txt]
+            fake_txt = fake_txt.index_put((rows.img,), nets.g12(torch.cat([src, conditional_noise(q_src, self.noise_dim, gen)], 1)))
+        if rows.n_txt:
+            src = z_txt[rows.txt]
             q_src = ops.student_t_assignment(src, nets.centers[1])
-            fake_img = fake_img.index_put((has_txt.nonzero().squeeze(1),), nets.g21(torch.cat([src, conditional_noise(q_src, self.noise_dim, gen)], 1)))
+            fake_img = fake_img.index_put((rows.txt,), nets.g21(torch.cat([src, conditional_noise(q_src, self.noise_dim, gen)], 1)))
         return fake_img, fake_txt
 
-    def _codes(self, x_img, x_txt, has_img, has_txt, gen, use_fakes=True):
-        z_img, z_txt = self._encode(x_img, x_txt, has_img, has_txt)
+    def _codes(self, x_img, x_txt, rows, gen, use_fakes=True):
+        z_img, z_txt = self._encode(x_img, x_txt, rows)
         fake_img = fake_txt = None
         if use_fakes:
             # The generators are the other player (Algorithm 1 trains them in their own step): the encoders
             # see generated codes as fixed inputs, so no gradient flows back through G.
             with torch.no_grad():
-                fake_img, fake_txt = self._fakes(z_img.detach(), z_txt.detach(), has_img, has_txt, gen)
-        z_fus = fuse_codes(z_img, z_txt, has_img, has_txt, fake_img, fake_txt, self.beta, self.eta_image, self.eta_text)
+                fake_img, fake_txt = self._fakes(z_img.detach(), z_txt.detach(), rows, gen)
+        z_fus = fuse_codes(z_img, z_txt, rows.has_img, rows.has_txt, fake_img, fake_txt, self.beta, self.eta_image, self.eta_text)
         return z_img, z_txt, z_fus
 
-    def _assignments(self, x_img, x_txt, has_img, has_txt, gen):
+    def _assignments(self, x_img, x_txt, rows, gen):
         """q(1), q(2) on the rows where each view is present; q(3) on every row (eq. 2)."""
-        z_img, z_txt, z_fus = self._codes(x_img, x_txt, has_img, has_txt, gen, use_fakes=self.use_gan)
+        z_img, z_txt, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
         c = self.nets_.centers
-        return (ops.student_t_assignment(z_img[has_img], c[0]), ops.student_t_assignment(z_txt[has_txt], c[1]),
+        return (ops.student_t_assignment(z_img[rows.img], c[0]), ops.student_t_assignment(z_txt[rows.txt], c[1]),
                 ops.student_t_assignment(z_fus, c[2]))
 
-    def _step(self, idx, x_img, x_txt, has_img_all, has_txt_all, ranks, targets, gen, opt_enc, opt_gen, opt_dis) -> dict:
-        """One batch of Algorithm 1 steps 3-5; returns the detached losses (tensors: read back once per epoch)."""
-        nets = self.nets_
-        xi, xt, hi, ht = x_img[idx], x_txt[idx], has_img_all[idx], has_txt_all[idx]
-        out = {}
-        # positions of the batch rows inside the per-view target tensors (targets hold present rows only)
-        pos_img = ranks[0][idx][hi]
-        pos_txt = ranks[1][idx][ht]
+    def _step(self, batch, x_img, x_txt, targets, gen, opt_enc, opt_gen, opt_dis) -> dict:
+        """One batch of Algorithm 1 steps 3-5; returns the detached losses (tensors: read back once per epoch).
 
+        ``batch`` is ``(idx, rows, pos_img, pos_txt)`` from :func:`_batch_rows`: no step waits on the device."""
+        nets = self.nets_
+        idx, rows, pos_img, pos_txt = batch
+        out = {}
         # Algorithm 1 step 3: encoders (and centroids) with eq. (4)
         if self.use_kl:
-            z_img, z_txt, z_fus = self._codes(xi, xt, hi, ht, gen, use_fakes=self.use_gan)
+            z_img, z_txt, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
             c = nets.centers
-            loss = encoder_loss(targets[0][pos_img], ops.student_t_assignment(z_img[hi], c[0]),
-                                targets[1][pos_txt], ops.student_t_assignment(z_txt[ht], c[1]),
+            loss = encoder_loss(targets[0][pos_img], ops.student_t_assignment(z_img[rows.img], c[0]),
+                                targets[1][pos_txt], ops.student_t_assignment(z_txt[rows.txt], c[1]),
                                 targets[2][idx], ops.student_t_assignment(z_fus, c[2]), self.alpha)
             opt_enc.zero_grad(set_to_none=True)
             loss.backward()
             opt_enc.step()
             out["encoder"] = loss.detach()
         if self.use_gan:
-            out.update(self._gan_step(idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis))
+            out.update(self._gan_step(rows, x_img, x_txt, gen, opt_gen, opt_dis))
         return out
 
-    def _gan_step(self, idx, x_img, x_txt, has_img_all, has_txt_all, gen, opt_gen, opt_dis) -> dict:
+    def _gan_step(self, rows, x_img, x_txt, gen, opt_gen, opt_dis) -> dict:
         """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes; detached losses."""
         nets = self.nets_
-        xi, xt, hi, ht = x_img[idx], x_txt[idx], has_img_all[idx], has_txt_all[idx]
+        hi, ht, both = rows.img, rows.txt, rows.both
         with torch.no_grad():
-            z_img, z_txt = self._encode(xi, xt, hi, ht)
+            z_img, z_txt = self._encode(x_img, x_txt, rows)
             q_real_txt = ops.student_t_assignment(z_txt[ht], nets.centers[1])
             q_real_img = ops.student_t_assignment(z_img[hi], nets.centers[0])
-        if hi.sum() < 2 or ht.sum() < 2:
+        if rows.n_img < 2 or rows.n_txt < 2:
             return {}
-        fake_img, fake_txt = self._fakes(z_img, z_txt, hi, ht, gen)
+        fake_img, fake_txt = self._fakes(z_img, z_txt, rows, gen)
         c1, c2 = nets.centers[1].detach(), nets.centers[0].detach()
         q_fake_txt = ops.student_t_assignment(fake_txt[hi], c1)
         q_fake_img = ops.student_t_assignment(fake_img[ht], c2)
-        both = hi & ht
         g_loss = (generator_loss(nets.d1(fake_txt[hi], q_fake_txt), fake_txt[both], z_txt[both], self.similarity_weight)
                   + generator_loss(nets.d2(fake_img[ht], q_fake_img), fake_img[both], z_img[both], self.similarity_weight))
         opt_gen.zero_grad(set_to_none=True)

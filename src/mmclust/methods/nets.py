@@ -46,8 +46,30 @@ class MinibatchDiscrimination(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = (x @ self.T).view(-1, self.n_kernels, self.kernel_dim).transpose(0, 1)  # (kernels, n, dim)
         l1 = torch.cdist(m, m, p=1.0)  # (kernels, n, n) without an (n, n, kernels, dim) intermediate
-        closeness = torch.exp(-l1).sum(2) - 1.0  # minus the sample itself
+        closeness = _contiguous_grad(torch.exp(-l1).sum(2) - 1.0)  # minus the sample itself
         return torch.cat([x, closeness.T], dim=1)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient.
+
+    The gradient reaching ``closeness`` above is a transposed slice of the ``cat``'s; broadcast back over the
+    (kernels, n, n) distances it gave their gradient a transposed layout, which cdist's backward then copied
+    whole: one of the three (kernels, n, n) copies of that backward (measured together: 11 % of a CIGIT-C step on
+    BDGP; the other two, ``grad.mT`` and ``result.mT`` for the second argument, are torch's own). Copying the
+    (kernels, n) slice instead costs n times less; values are untouched (a layout change of elementwise products).
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+_contiguous_grad = _ContiguousGrad.apply
 
 
 @torch.no_grad()
