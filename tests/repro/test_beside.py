@@ -120,3 +120,38 @@ def test_dm2c_claims_read_wiki_sift_lda_under_the_papers_one_third_test_split():
     for claim in refs.claims:
         assert refs.split_for("wiki_sift_lda", claim) == "test_fraction=0.3333333333"
         assert refs.split_for("wiki_roph", claim) == "dataset"
+
+
+STAND_IN = """
+[meta]
+paper = "toy"
+unit = "fraction"
+direction = "higher"
+
+[[result]]
+table = "1"
+method = "kmeans"
+variant = "concat"
+dataset = "pascal"
+stand_in = "synthetic"
+split = { test = 200 }
+protocol = "paired"
+metric = "acc"
+printed = "0.90"
+value = 0.9
+"""
+
+
+def test_on_a_stand_in_the_cells_own_split_is_the_one_read_for_its_row(tmp_path):
+    """The all-rows reading runs on the stand-in too; it is a finding and must never replace the cell's primary
+    reading (held-out rows) in the main table."""
+    path = tmp_path / "toy.toml"
+    path.write_text(STAND_IN)
+    plan, _ = run_plan(load_references(path), findings=True)
+    kinds = {(p["split"], p["verdict_kind"]) for p in plan}
+    assert kinds == {("test=200", "features_differ"), (None, "finding")}
+    store = ResultStore(tmp_path / "r.db")
+    for seed in range(3):  # only the all-rows reading is stored
+        execute_run(RunSpec("kmeans", "synthetic", variant="concat", protocol="paired", seed=seed), store=store)
+    (row,) = compare(str(path), store)["rows"]
+    assert row["split"] == "test=200" and row["n"] == 0

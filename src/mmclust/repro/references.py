@@ -330,8 +330,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
     wanted = set(datasets) if datasets else None
     plan, not_run, seen, runs_seen = [], [], set(), set()
 
-    def consider(method, variant, dataset, protocol, rate, split, stand_in, origin, reading_of=None, kind_if_present="test",
-                 finding=False):
+    def consider(method, variant, dataset, protocol, rate, split, stand_in, origin, reading_of=None, finding=False):
         key = (method, variant, dataset, protocol, rate, split)
         if key in seen:
             return
@@ -339,7 +338,7 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
         run_dataset, kind = None, None
         state = status(dataset)
         if state == "present":
-            run_dataset, kind = dataset, kind_if_present
+            run_dataset, kind = dataset, "test"
         elif state != "corrupt" and stand_in and status(stand_in) == "present":  # a corrupt file is never replaced silently
             run_dataset, kind = stand_in, "features_differ"
         if finding and run_dataset is not None:
@@ -374,10 +373,11 @@ def run_plan(refs: References, table: str | None = None, datasets=None, findings
             if findings:
                 for alt in c.also_on:
                     consider(c.method, c.variant, alt, c.protocol, c.missing_rate, c.split, None,
-                             f"table {c.table} (reading {alt})", reading_of=c.dataset, kind_if_present="finding")
+                             f"table {c.table} (reading {alt})", reading_of=c.dataset, finding=True)
                 if c.split is not None:
+                    # a finding on the stand-in too: it must never take the primary reading's place
                     consider(c.method, c.variant, c.dataset, c.protocol, c.missing_rate, None, c.stand_in,
-                             f"table {c.table} (all rows, no held-out split)", kind_if_present="finding")
+                             f"table {c.table} (all rows, no held-out split)", finding=True)
                 if c.method == refs.paper:
                     for v in refs.beside:
                         consider(c.method, v, c.dataset, c.protocol, c.missing_rate, c.split, c.stand_in,
