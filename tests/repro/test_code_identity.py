@@ -102,7 +102,8 @@ def test_canonical_form_ignores_fields_a_python_version_adds_empty():
     b = ast.parse("def f(x):\n    return x\n").body[0]
     b._fields = a._fields + ("type_params",)
     b.type_params = []
-    assert ast.dump(a) != ast.dump(b)  # what the fingerprint used to read
+    if sys.version_info < (3, 13):  # 3.13's dump already leaves empty fields out
+        assert ast.dump(a) != ast.dump(b)  # what the fingerprint used to read
     assert ci._canonical(a) == ci._canonical(b)
     c = ast.parse("def f(x):\n    return -x\n").body[0]
     assert ci._canonical(a) != ci._canonical(c)
