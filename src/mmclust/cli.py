@@ -89,6 +89,16 @@ def _save_labels(path: str, labels, loaded) -> None:
 _FILE_ONLY = ("views", "views_key", "labels_key", "samples_in", "n_clusters", "save_labels")
 
 
+def _run_not_done(result: dict, db) -> int:
+    """Say why a single run has no result (another process holds it, or it failed) and return the exit code."""
+    if result["status"] == "taken":
+        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {db}); not started",
+              file=sys.stderr)
+    else:
+        print(f"run failed: {result.get('error')}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def _cmd_run_file(args) -> int:
     """``mmclust run METHOD --data FILE``: one run on a user's file (resumable with --db, like registry runs)."""
     from pathlib import Path
@@ -132,13 +142,8 @@ def _cmd_run_file(args) -> int:
         print(f"(already in {args.db}; not re-run)")
         if args.save_labels:  # the store keeps metrics, not labels: recompute (same seed, same labels) without storing
             result = execute_run(spec, store=None, quiet=args.quiet)
-    if result["status"] == "taken":
-        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {args.db}); not started",
-              file=sys.stderr)
-        return EXIT_FAILED
     if result["status"] != "done":
-        print(f"run failed: {result.get('error')}", file=sys.stderr)
-        return 1
+        return _run_not_done(result, args.db)
     print(f"{spec.method} on {spec.dataset} ({spec.protocol}{'' if spec.missing_rate is None else f' {spec.missing_rate:.0%}'}, "
           f"seed {spec.seed}, views {', '.join(loaded.dataset.views)}):")
     m = dict(result["metrics"] or {})
@@ -224,13 +229,8 @@ def cmd_run(args) -> int:
     result = execute_run(spec, store=store, quiet=args.quiet, threads=threads)
     if result.get("skipped"):
         print(f"(already in {args.db}; not re-run)")
-    if result["status"] == "taken":
-        print(f"run {result['run_id'][:10]} is being computed by {result['owner']} (claimed in {args.db}); not started",
-              file=sys.stderr)
-        return EXIT_FAILED
     if result["status"] != "done":
-        print(f"run failed: {result.get('error')}", file=sys.stderr)
-        return EXIT_FAILED
+        return _run_not_done(result, args.db)
     m = result["metrics"]
     print(f"{spec.method} on {spec.dataset} ({spec.protocol}{'' if spec.missing_rate is None else f' {spec.missing_rate:.0%}'}, seed {spec.seed}):")
     train = m.pop("train", None)

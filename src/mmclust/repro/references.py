@@ -205,12 +205,7 @@ def load_references(paper_or_path: str | Path) -> References:
     for i, entry in enumerate(raw.get("result", [])):
         label = f"{where}: [[result]] #{i + 1} ({entry.get('method')}/{entry.get('variant')}/{entry.get('dataset')}/{entry.get('metric')})"
         _check_keys(entry, _RESULT_REQUIRED, _RESULT_OPTIONAL, label)
-        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
-        if "split" in fields:
-            try:
-                fields["split"] = parse_split(fields["split"])
-            except DataError as err:
-                raise ReferenceError(f"{label}: {err}") from None
+        fields = _entry_fields(entry, label)
         cell = ReferenceCell(paper=paper, unit=meta["unit"], **fields)
         _validate_cell(cell, label, REGISTRY)
         key = cell_key(cell)
@@ -222,12 +217,7 @@ def load_references(paper_or_path: str | Path) -> References:
     for i, entry in enumerate(raw.get("claim", [])):
         label = f"{where}: [[claim]] #{i + 1} ({entry.get('id')})"
         _check_keys(entry, _CLAIM_REQUIRED, _CLAIM_OPTIONAL, label)
-        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
-        if "split" in fields:
-            try:
-                fields["split"] = parse_split(fields["split"])
-            except DataError as err:
-                raise ReferenceError(f"{label}: {err}") from None
+        fields = _entry_fields(entry, label)
         claim = Claim(paper=paper, **fields)
         _validate_claim(claim, label, REGISTRY)
         if claim.id in ids:
@@ -239,6 +229,17 @@ def load_references(paper_or_path: str | Path) -> References:
     for d in {d for c in refs.testable() for d in (c.dataset, c.stand_in, *c.also_on) if d}:
         refs.split_for(d)  # cells on one data set must agree on its split
     return refs
+
+
+def _entry_fields(entry: dict, label: str) -> dict:
+    """An entry's fields with lists as tuples and its ``split`` in canonical text (an error names the entry)."""
+    fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
+    if "split" in fields:
+        try:
+            fields["split"] = parse_split(fields["split"])
+        except DataError as err:
+            raise ReferenceError(f"{label}: {err}") from None
+    return fields
 
 
 def _check_keys(entry: dict, required, optional, label: str) -> None:
