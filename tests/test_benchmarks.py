@@ -139,6 +139,21 @@ def test_bench_jecl_epoch_10k(benchmark):
     assert fitted.n_iter_ == 40  # 10,000 / 256 batches
 
 
+def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, size: int = 512) -> None:
+    """Time ``epoch`` against the same number of multiply-adds done as 512 x 512 matmuls (the machine's rate, same
+    run), and record both and their ratio in the benchmark's extra_info."""
+    a = torch.randn(size, size)
+    n_mm = max(1, round(macs / size**3))
+
+    def bound():
+        for _ in range(n_mm):
+            torch.mm(a, a)
+
+    t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
+    benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
+                                torch_threads=torch.get_num_threads())
+
+
 def _linear_multiply_adds(modules, rows: int) -> int:
     """Multiply-adds of one training pass (forward + backward) of every Linear layer over ``rows`` rows.
 
@@ -177,18 +192,7 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real):
 
     history = benchmark.pedantic(epoch, rounds=3, iterations=1)
     assert np.isfinite(history[0]["_reconstruction"])
-    size = 512
-    macs = _linear_multiply_adds([enc, dec], x.shape[0])
-    a = torch.randn(size, size)
-    n_mm = max(1, round(macs / size**3))
-
-    def bound():
-        for _ in range(n_mm):
-            torch.mm(a, a)
-
-    t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
-    benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
-                                torch_threads=torch.get_num_threads())
+    _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]))
 
 
 def _layer_shapes(net) -> list[tuple[int, int]]:
@@ -288,14 +292,4 @@ def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real):
     assert all(np.isfinite(v) for v in row.values())
     n_batches = -(-ds.n_samples // model.batch_size)
     macs = cigit_c_epoch_multiply_adds(model.nets_, rows.n_img, rows.n_txt, n_batches)
-    size = 512
-    a = torch.randn(size, size)
-    n_mm = max(1, round(macs / size**3))
-
-    def bound():
-        for _ in range(n_mm):
-            torch.mm(a, a)
-
-    t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
-    benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
-                                torch_threads=torch.get_num_threads())
+    _record_ratio_to_flop_bound(benchmark, epoch, macs)
