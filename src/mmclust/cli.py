@@ -217,7 +217,7 @@ def cmd_run(args) -> int:
     if args.max_epochs is not None:  # as `reproduce --max-epochs`: every training phase capped, stored as overrides
         from dataclasses import replace
 
-        from .repro.comparison import epoch_caps
+        from .repro.runner import epoch_caps
 
         spec = replace(spec, overrides={**epoch_caps(args.method, args.max_epochs), **spec.overrides})
     spec.validate()

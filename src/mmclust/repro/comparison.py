@@ -18,22 +18,10 @@ import numpy as np
 from ..data import DataError
 from ..data import dataset as _dataset
 from ..metrics import METRICS
-from .runner import RunSpec, _EPOCH_PARAMS, _methods, _user_file, execute_run
+from .runner import RunSpec, _methods, _user_file, epoch_caps, execute_run
 from .store import ResultStore
 
 __all__ = ["file_run_specs", "run_comparison", "summarise", "write_comparison_report"]
-
-
-def epoch_caps(method: str, max_epochs: int | None) -> dict:
-    """Overrides capping every training phase of ``method`` at ``max_epochs`` (a quick look), as ``reproduce``."""
-    if max_epochs is None:
-        return {}
-    if max_epochs < 0:
-        raise DataError(f"max_epochs must be >= 0, got {max_epochs}")
-    if method not in _methods():
-        raise DataError(f"unknown method {method!r}; valid: {', '.join(sorted(_methods()))}")
-    defaults = _methods()[method]().get_params()
-    return {phase: min(int(max_epochs), int(defaults[phase])) for phase in _EPOCH_PARAMS if phase in defaults}
 
 
 def file_run_specs(data, methods, seeds, *, options: dict | None = None, n_clusters: int | None = None,

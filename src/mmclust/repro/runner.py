@@ -358,6 +358,18 @@ def open_store_for(path: str | os.PathLike, must_exist: bool = False, readonly: 
 
 
 # -- grids --------------------------------------------------------------------------------------
+def epoch_caps(method: str, max_epochs: int | None) -> dict:
+    """Overrides capping every training phase of ``method`` at ``max_epochs`` (a quick look), as ``reproduce``."""
+    if max_epochs is None:
+        return {}
+    if max_epochs < 0:
+        raise DataError(f"max_epochs must be >= 0, got {max_epochs}")
+    if method not in _methods():
+        raise DataError(f"unknown method {method!r}; valid: {', '.join(sorted(_methods()))}")
+    defaults = _methods()[method]().get_params()
+    return {phase: min(int(max_epochs), int(defaults[phase])) for phase in _EPOCH_PARAMS if phase in defaults}
+
+
 def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
                max_epochs: int | None = None, findings: bool = False) -> tuple[list[RunSpec], list[dict]]:
     """The runs a paper's reference file asks for, and the cells that cannot run (with why).
@@ -375,16 +387,10 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     refs = load_references(paper)
     plan, skipped = run_plan(refs, table=table, datasets=datasets, findings=findings)
     specs = []
-    methods = _methods()
     for cfg in plan:
-        overrides = {}
-        if max_epochs is not None:
-            # a quick look caps every training phase (pre-training included); stored as overrides, so
-            # these runs never mix with runs at the paper's settings
-            defaults = methods[cfg["method"]]().get_params()
-            for phase in _EPOCH_PARAMS:
-                if phase in defaults:
-                    overrides[phase] = min(int(max_epochs), int(defaults[phase]))
+        # a quick look caps every training phase (pre-training included); stored as overrides, so
+        # these runs never mix with runs at the paper's settings
+        overrides = epoch_caps(cfg["method"], max_epochs)
         for seed in range(runs):
             specs.append(RunSpec(method=cfg["method"], variant=cfg["variant"], dataset=cfg["run_dataset"],
                                  protocol=cfg["protocol"], missing_rate=cfg["missing_rate"], seed=seed,
