@@ -221,17 +221,16 @@ def cigit_c_epoch_multiply_adds(nets, n_img: int, n_txt: int, n_batches: int) ->
     """Multiply-adds of one CIGIT-C epoch (``_train_epoch``) from the layer shapes, over the rows with each view.
 
     Targets: encoders and generators forward on every present row. Encoder step: encoders trained, generators
-    forward (the fakes of eq. 9). GAN step: encoders forward; generators trained, with D1 (on n_img fakes) and
-    D2 (on n_txt fakes) in their backward; then D1 on n_txt real + n_img fake rows and D2 on n_img + n_txt,
-    inputs detached. The minibatch layer's L1 distances (16 kernels x 8 dims per pair of a batch, forward and
-    the two-sided backward: 3x) are counted as multiply-adds; its batch of r rows over the epoch's batches
-    has about r^2 / n_batches pairs in all.
+    forward (the fakes of eq. 9). GAN step: encoders forward; generators trained; each discriminator sees its fakes
+    once (D1: n_img, D2: n_txt rows), with the input gradient for the generators and the weight gradient for
+    itself (a*b each per layer, the first layer included), and its real rows (D1: n_txt, D2: n_img) trained with
+    detached inputs. The minibatch layer's L1 distances (16 kernels x 8 dims per pair of a batch) count once
+    forward and once per backward pass (fakes: two, reals: one); a batch of r rows over the epoch's batches has
+    about r^2 / n_batches pairs in all.
     """
-    def disc(d, fakes, reals):  # d trained on `fakes` with input grad (generator step), then on both detached
-        pairs = sum(r * r for r in (fakes, fakes, reals)) / n_batches
-        l1 = 3 * d.minibatch.n_kernels * d.minibatch.kernel_dim * pairs
-        return (_pass_multiply_adds(d, fakes, True, input_grad=True) + _pass_multiply_adds(d, fakes + reals, True)
-                + int(l1))
+    def disc(d, fakes, reals):
+        l1 = d.minibatch.n_kernels * d.minibatch.kernel_dim * (3 * fakes * fakes + 2 * reals * reals) / n_batches
+        return _pass_multiply_adds(d, fakes, True, input_grad=True) + _pass_multiply_adds(d, reals, True) + int(l1)
 
     total = 0
     for enc, gen, rows in ((nets.enc_img, nets.g12, n_img), (nets.enc_txt, nets.g21, n_txt)):
@@ -254,12 +253,12 @@ def test_cigit_c_multiply_adds_count_by_hand():
         2 * r * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     expected = enc((10, 4, 2), ni) + enc((6, 3, 2), nt) + enc((8, 5, 2), ni) + enc((8, 7, 2), nt)
 
-    def d(h, fakes, reals):  # [code 2 + q 2] -> h -> T (h x 128) -> [h + 16] -> h -> 1
+    def d(h, fakes, reals_rows):  # [code 2 + q 2] -> h -> T (h x 128) -> [h + 16] -> h -> 1
         layers = [(4, h), (h, 128), (h + 16, h), (h, 1)]
         fwd = sum(a * b for a, b in layers)
-        with_input = 3 * fwd * fakes
-        without = (2 * layers[0][0] * layers[0][1] + 3 * (fwd - layers[0][0] * layers[0][1])) * (fakes + reals)
-        return with_input + without + int(3 * 16 * 8 * (2 * fakes**2 + reals**2) / nb)
+        fakes_seen_once = 3 * fwd * fakes  # forward, input gradient (generators), weight gradient (discriminator)
+        reals = (2 * layers[0][0] * layers[0][1] + 3 * (fwd - layers[0][0] * layers[0][1])) * reals_rows
+        return fakes_seen_once + reals + int(16 * 8 * (3 * fakes**2 + 2 * reals_rows**2) / nb)
 
     expected += d(4, ni, nt) + d(3, nt, ni)
     assert cigit_c_epoch_multiply_adds(nets, ni, nt, nb) == expected

@@ -218,3 +218,58 @@ def test_training_step_issues_no_host_sync(data):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert set(out) == {"encoder", "generator", "discriminator"}
+
+
+class _Hold:
+    """An optimiser stand-in: exposes the real one's parameters and leaves them unchanged on ``step``."""
+
+    def __init__(self, opt):
+        self.param_groups = opt.param_groups
+
+    def step(self):
+        pass
+
+
+def test_gan_step_gradients_are_each_players_own_loss(data):
+    """The generators get d eq.(7) / d G and the discriminators d eq.(8) / d D, both from the networks before either
+    update, exactly what two separate backward passes give (the step's shared forward of the fakes changes no
+    gradient), and neither loss leaks into the other player's gradients."""
+    model = CIGITC(**{**SMALL, "max_epochs": 1}, random_state=0).fit(data)
+    nets = model.nets_.double()  # float64: the two computations may only differ by rounding
+    x_img, x_txt, rows = _device_views(data, "cpu")
+    x_img, x_txt = x_img.double(), x_txt.double()
+    present = [np.asarray(data.present[v], bool) for v in data.views]
+    batch = _epoch_batches(data.n_samples, 64, torch.Generator().manual_seed(3), *present, "cpu")[0][1]
+    nets.train()
+    _, opt_gen, opt_dis = model._optimizers()
+    gen_params = [p for g in opt_gen.param_groups for p in g["params"]]
+    dis_params = [p for g in opt_dis.param_groups for p in g["params"]]
+
+    # reference: the sequential reading of Algorithm 1 steps 4-5, written out with two backward passes
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        z_img, z_txt = model._encode(x_img, x_txt, batch)
+    fake_img, fake_txt = model._fakes(z_img, z_txt, batch, g)
+    hi, ht, both = batch.img, batch.txt, batch.both
+    from mmclust import ops
+
+    q_ft = ops.student_t_assignment(fake_txt[hi], nets.centers[1].detach())
+    q_fi = ops.student_t_assignment(fake_img[ht], nets.centers[0].detach())
+    g_loss = (generator_loss(nets.d1(fake_txt[hi], q_ft), fake_txt[both], z_txt[both], model.similarity_weight)
+              + generator_loss(nets.d2(fake_img[ht], q_fi), fake_img[both], z_img[both], model.similarity_weight))
+    want_gen = torch.autograd.grad(g_loss, gen_params)
+    q_rt = ops.student_t_assignment(z_txt[ht], nets.centers[1]).detach()
+    q_ri = ops.student_t_assignment(z_img[hi], nets.centers[0]).detach()
+    d_loss = (discriminator_loss(nets.d1(z_txt[ht], q_rt), nets.d1(fake_txt[hi].detach(), q_ft.detach()))
+              + discriminator_loss(nets.d2(z_img[hi], q_ri), nets.d2(fake_img[ht].detach(), q_fi.detach())))
+    want_dis = torch.autograd.grad(d_loss, dis_params)
+
+    for p in nets.parameters():
+        p.grad = None
+    out = model._gan_step(batch, x_img, x_txt, torch.Generator().manual_seed(7), _Hold(opt_gen), _Hold(opt_dis))
+    torch.testing.assert_close(out["generator"], g_loss.detach())
+    torch.testing.assert_close(out["discriminator"], d_loss.detach())
+    for p, want in zip(gen_params + dis_params, want_gen + want_dis):
+        torch.testing.assert_close(p.grad, want, rtol=1e-9, atol=1e-12)
+    others = [p for p in nets.parameters() if all(p is not q for q in gen_params + dis_params)]
+    assert all(p.grad is None for p in others)  # encoders and centroids untouched by the GAN step

@@ -558,7 +558,14 @@ class CIGITC(MultiModalClusterer):
         return out
 
     def _gan_step(self, rows, x_img, x_txt, gen, opt_gen, opt_dis) -> dict:
-        """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes; detached losses."""
+        """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes; detached losses.
+
+        Each discriminator sees the generated codes once: the same logits enter eq. (7) (gradient to the generators
+        only) and eq. (8) (gradient to the discriminators only), so the generators' gradient is taken without the
+        discriminators' weight gradients, and no second forward pass of the fakes is needed. The discriminators are
+        the ones eq. (7) was computed with (they are only updated after both gradients are taken), and eq. (8)'s
+        fakes are those of the generators before their update, as in Algorithm 1's sequential steps.
+        """
         nets = self.nets_
         hi, ht, both = rows.img, rows.txt, rows.both
         with torch.no_grad():
@@ -569,16 +576,26 @@ class CIGITC(MultiModalClusterer):
             return {}
         fake_img, fake_txt = self._fakes(z_img, z_txt, rows, gen)
         c1, c2 = nets.centers[1].detach(), nets.centers[0].detach()
-        q_fake_txt = ops.student_t_assignment(fake_txt[hi], c1)
-        q_fake_img = ops.student_t_assignment(fake_img[ht], c2)
-        g_loss = (generator_loss(nets.d1(fake_txt[hi], q_fake_txt), fake_txt[both], z_txt[both], self.similarity_weight)
-                  + generator_loss(nets.d2(fake_img[ht], q_fake_img), fake_img[both], z_img[both], self.similarity_weight))
-        opt_gen.zero_grad(set_to_none=True)
-        g_loss.backward()
+        d1_fake = nets.d1(fake_txt[hi], ops.student_t_assignment(fake_txt[hi], c1))
+        d2_fake = nets.d2(fake_img[ht], ops.student_t_assignment(fake_img[ht], c2))
+        g_loss = (generator_loss(d1_fake, fake_txt[both], z_txt[both], self.similarity_weight)
+                  + generator_loss(d2_fake, fake_img[both], z_img[both], self.similarity_weight))
+        d_loss = (discriminator_loss(nets.d1(z_txt[ht], q_real_txt), d1_fake)
+                  + discriminator_loss(nets.d2(z_img[hi], q_real_img), d2_fake))
+        _set_gradients(opt_gen, g_loss, retain_graph=True)  # before any update: both read the same networks
+        _set_gradients(opt_dis, d_loss)
         opt_gen.step()
-        d_loss = (discriminator_loss(nets.d1(z_txt[ht], q_real_txt), nets.d1(fake_txt[hi].detach(), q_fake_txt.detach()))
-                  + discriminator_loss(nets.d2(z_img[hi], q_real_img), nets.d2(fake_img[ht].detach(), q_fake_img.detach())))
-        opt_dis.zero_grad(set_to_none=True)
-        d_loss.backward()
         opt_dis.step()
         return {"generator": g_loss.detach(), "discriminator": d_loss.detach()}
+
+
+def _set_gradients(opt: torch.optim.Optimizer, loss: torch.Tensor, retain_graph: bool = False) -> None:
+    """Set ``.grad`` of the optimiser's parameters to d loss / d parameter, and nothing else.
+
+    Unlike ``loss.backward()``, no gradient reaches (or is computed for) parameters outside ``opt``: a loss that
+    passes through another player's network leaves that network's gradients alone.
+    """
+    params = [p for group in opt.param_groups for p in group["params"]]
+    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+    for p, g in zip(params, grads):
+        p.grad = g

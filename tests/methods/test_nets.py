@@ -1,0 +1,53 @@
+"""Shared network pieces: the minibatch layer's closeness features and their hand-written gradient."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmclust.methods.nets import MinibatchDiscrimination, l1_closeness
+
+
+def _reference(m):
+    """Salimans et al.'s minibatch features, written as autograd sees them: exp(-L1 distance) summed over the others."""
+    return torch.exp(-torch.cdist(m, m, p=1.0)).sum(2) - 1.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), kernels=st.integers(1, 4), n=st.integers(1, 12), dim=st.integers(1, 5))
+def test_l1_closeness_values_and_gradient_equal_autograd_of_the_formula(seed, kernels, n, dim):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(kernels, n, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(kernels, n, generator=g, dtype=torch.float64)
+    got = l1_closeness(m)
+    want = _reference(m)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    (grad_got,) = torch.autograd.grad((got * upstream).sum(), m)
+    (grad_want,) = torch.autograd.grad((want * upstream).sum(), m)
+    torch.testing.assert_close(grad_got, grad_want, rtol=1e-10, atol=1e-12)
+
+
+def test_l1_closeness_passes_gradcheck():
+    m = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(l1_closeness, (m,))
+
+
+def test_minibatch_layer_gradient_through_a_non_contiguous_upstream():
+    """In the layer the closeness features arrive transposed inside a ``cat``: the gradient is the formula's."""
+    layer = MinibatchDiscrimination(5, n_kernels=3, kernel_dim=2).double()
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    (got,) = torch.autograd.grad((layer(x) * w).sum(), x)
+    m = (x @ layer.T).view(-1, 3, 2).transpose(0, 1)
+    (want,) = torch.autograd.grad((torch.cat([x, _reference(m).T], 1) * w).sum(), x)
+    torch.testing.assert_close(got, want)
+    assert layer(x).shape == (7, 5 + 3)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_l1_closeness_of_tiny_batches(n):
+    m = torch.zeros(2, n, 3, requires_grad=True)
+    out = l1_closeness(m)
+    torch.testing.assert_close(out, torch.full((2, n), float(n - 1)))  # identical rows: exp(0) for each other row
+    (grad,) = torch.autograd.grad(out.sum(), m)
+    assert torch.equal(grad, torch.zeros_like(m))  # sign(0) = 0: no direction to move identical rows apart
