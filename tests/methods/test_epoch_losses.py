@@ -15,7 +15,7 @@ from mmclust.data import incomplete, make_multiview_blobs
 from mmclust.methods import DivergenceError
 from mmclust.methods.cigit_c import CIGITC
 from mmclust.methods.dec import self_training
-from mmclust.methods.nets import EpochLosses, minibatches, pretrain_autoencoders
+from mmclust.methods.nets import EpochLosses, fused_adam, minibatches, pretrain_autoencoders
 from mmclust.runtime import torch_generator
 
 from .test_cigit_c import SMALL as CIGITC_SMALL
@@ -46,8 +46,9 @@ def test_first_non_finite_loss_in_batch_order_is_named_with_its_epoch():
 
 
 def _reference_pretrain(pairs, epochs, lr, batch_size, generator, device, corruption):
-    """The loop as it was with one ``float(loss)`` per batch (the reference the device accumulation must equal)."""
-    opts = [torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr) for enc, dec, _, _ in pairs]
+    """The loop as it was with one ``float(loss)`` per batch (the reference the device accumulation must equal), with
+    the same optimiser (its own agreement with torch's reference Adam is tested in test_nets)."""
+    opts = [fused_adam(list(enc.parameters()) + list(dec.parameters()), lr=lr) for enc, dec, _, _ in pairs]
     history = []
     for epoch in range(epochs):
         row = {"epoch": epoch}

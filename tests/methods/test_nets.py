@@ -51,3 +51,24 @@ def test_l1_closeness_of_tiny_batches(n):
     torch.testing.assert_close(out, torch.full((2, n), float(n - 1)))  # identical rows: exp(0) for each other row
     (grad,) = torch.autograd.grad(out.sum(), m)
     assert torch.equal(grad, torch.zeros_like(m))  # sign(0) = 0: no direction to move identical rows apart
+
+
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.999)])
+def test_fused_adam_takes_adams_steps(betas):
+    """The fused optimiser follows torch's reference Adam (per-tensor loop) with the given rate and betas."""
+    from mmclust.methods.nets import fused_adam
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(17, 5, generator=g), torch.randn(5, generator=g)]
+    grads = [[torch.randn(p.shape, generator=g) for p in start] for _ in range(6)]
+    a = [p.clone().requires_grad_() for p in start]
+    b = [p.clone().requires_grad_() for p in start]
+    fused, loop = fused_adam(a, lr=0.01, betas=betas), torch.optim.Adam(b, lr=0.01, betas=betas, foreach=False)
+    for step in grads:
+        for p, q, grad in zip(a, b, step):
+            p.grad, q.grad = grad.clone(), grad.clone()
+        fused.step()
+        loop.step()
+    for p, q in zip(a, b):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(a[0], start[0])  # it moved
