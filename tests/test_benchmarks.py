@@ -155,18 +155,14 @@ def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, size: int = 512) ->
 
 
 def _linear_multiply_adds(modules, rows: int) -> int:
-    """Multiply-adds of one training pass (forward + backward) of every Linear layer over ``rows`` rows.
+    """Multiply-adds of one training pass (forward + backward) of every Linear layer over ``rows`` rows, the
+    ``modules`` chained in order (an encoder, then its decoder).
 
-    Forward a*b per row; backward a*b for the weight gradient and a*b for the input gradient, except in a layer
-    whose input needs no gradient (the first layer of each network, fed data).
+    Forward a*b per row; backward a*b for the weight gradient and a*b for the input gradient, except in the first
+    layer of the chain, whose input is data and needs no gradient.
     """
-    total = 0
-    for net in modules:
-        layers = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
-        for i, layer in enumerate(layers):
-            ab = layer.in_features * layer.out_features
-            total += ab * (2 if i == 0 else 3) * rows
-    return total
+    layers = [m for net in modules for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    return sum(layer.in_features * layer.out_features * (2 if i == 0 else 3) * rows for i, layer in enumerate(layers))
 
 
 def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real):
@@ -193,6 +189,53 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real):
     history = benchmark.pedantic(epoch, rounds=3, iterations=1)
     assert np.isfinite(history[0]["_reconstruction"])
     _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]))
+    _record_ratio_to_same_gemms(benchmark, epoch, [enc, dec], _batch_sizes(x.shape[0], 256))
+
+
+def _batch_sizes(n: int, batch_size: int) -> list[int]:
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def _training_gemms(modules, batch_rows: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The matrix products autograd runs for one training pass of ``modules``' Linear layers per batch, with the
+    same shapes and layouts: forward ``x @ W.T``, weight gradient ``g.T @ x``, input gradient ``g @ W`` (not for
+    the first layer, whose input is data)."""
+    products = []
+    for r in sorted(set(batch_rows)):
+        count = batch_rows.count(r)
+        layer_index = 0
+        for net in modules:
+            for layer in (m for m in net.modules() if isinstance(m, torch.nn.Linear)):
+                a, b = layer.in_features, layer.out_features
+                x, g, w = torch.randn(r, a), torch.randn(r, b), torch.randn(b, a)
+                pairs = [(x, w.T), (g.T, x)] + ([(g, w)] if layer_index else [])
+                products += pairs * count
+                layer_index += 1
+    return products
+
+
+def _record_ratio_to_same_gemms(benchmark, epoch, modules, batch_rows: list[int]) -> None:
+    """Split the epoch's distance from the FLOP bound in two: the same matrix products done back to back
+    (``same_gemms_s``: what the BLAS makes of these shapes, against square products of the same multiply-adds) and
+    everything else (``ratio_to_same_gemms`` = epoch / same_gemms_s: optimiser, masks, autograd, Python)."""
+    products = _training_gemms(modules, batch_rows)
+
+    def gemms():
+        for a, b in products:
+            torch.mm(a, b)
+
+    t_epoch, t_gemms = _best_of(epoch, gemms, repeat=3)
+    benchmark.extra_info.update(same_gemms_s=t_gemms, ratio_to_same_gemms=t_epoch / t_gemms,
+                                same_gemms_to_flop_bound=t_gemms / benchmark.extra_info["bound_s"])
+
+
+def test_training_gemms_count_the_linear_multiply_adds():
+    """The product list has exactly the multiply-adds the FLOP bound counts (the two must describe one epoch)."""
+    enc, dec = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)), torch.nn.Linear(3, 7)
+    rows = _batch_sizes(50, 16)
+    assert rows == [16, 16, 16, 2]
+    macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in _training_gemms([enc, dec], rows))
+    assert macs == _linear_multiply_adds([enc, dec], 50)
 
 
 def _layer_shapes(net) -> list[tuple[int, int]]:
