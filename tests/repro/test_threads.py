@@ -94,3 +94,28 @@ def test_cli_bad_threads_exit_2_and_write_nothing(argv, tmp_path, monkeypatch, c
     assert main(argv) == 2
     assert ">= 1" in capsys.readouterr().err  # said by whichever check sees it first (threads or jobs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_kept_from_an_earlier_sweep_use_this_sweeps_store_and_data(tmp_path, monkeypatch):
+    """joblib keeps its workers, with the working directory and environment they started with: a second sweep of
+    one process, in another folder and with another MMCLUST_DATA, must still write its own store and read its data."""
+    import hashlib
+
+    import numpy as np
+
+    from mmclust.data import make_multiview_blobs
+
+    for i in range(2):
+        work = tmp_path / f"w{i}"
+        (work / "data").mkdir(parents=True)
+        ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)  # another file each time
+        np.savez(work / "data" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
+        monkeypatch.chdir(work)
+        monkeypatch.setenv("MMCLUST_DATA", "data")  # relative, as the README passes it
+        refs = toy_refs(work, claim=False)
+        refs.write_text(refs.read_text().replace('"synthetic"', '"dmim_iapr"'))
+        out = reproduce("toy.toml", runs=1, store=ResultStore("r.db"), n_jobs=2, device="cpu", quiet=True)
+        assert (out["done"], out["skipped"], out["failed"]) == (2, 0, 0), out
+        rows = ResultStore(work / "r.db").query()
+        sha = hashlib.sha256((work / "data" / "dmim_iapr.npz").read_bytes()).hexdigest()
+        assert len(rows) == 2 and {r["data_sha256"] for r in rows} == {sha}

@@ -402,8 +402,32 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     return specs, skipped
 
 
-def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | None = None) -> dict:
-    # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection
+def _sweep_settings() -> dict:
+    """This process's ``MMCLUST_*`` settings (data folder, WordNet file), paths made absolute, for local workers."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("MMCLUST_")}
+    env["MMCLUST_DATA"] = str(_registry.data_dir().resolve())
+    if env.get("MMCLUST_WORDNET"):
+        env["MMCLUST_WORDNET"] = str(Path(env["MMCLUST_WORDNET"]).expanduser().resolve())
+    return env
+
+
+def _use_settings(env: dict) -> None:
+    """Take the sending sweep's ``MMCLUST_*`` settings in this worker. joblib keeps its worker processes for the
+    next sweep, each with the environment (and working directory) it was started with: without this, a second
+    sweep of one process after ``MMCLUST_DATA`` changed would read, and validate against, the first one's folder."""
+    if os.environ.get("MMCLUST_DATA") != env.get("MMCLUST_DATA"):
+        _cached_dataset.cache_clear()  # cached by name: the same name in another folder is another file
+    for key in [k for k in os.environ if k.startswith("MMCLUST_") and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | None = None,
+                   settings: dict | None = None) -> dict:
+    # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection. ``settings``: the
+    # local sweep's MMCLUST_* variables (Dask workers, on other machines, keep their own)
+    if settings is not None:
+        _use_settings(settings)
     store = ResultStore(db_path)
     try:
         res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet, threads=threads)
@@ -450,7 +474,10 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     elif engine == "local":
         from joblib import Parallel, delayed
 
-        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, str(store.path), True, run_threads) for p in payload)
+        # joblib keeps its workers for the next sweep, with the working directory and environment they started
+        # with: the store and the MMCLUST_* settings go to them as this sweep's absolute paths
+        db, settings = str(Path(store.path).resolve()), _sweep_settings()
+        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, db, True, run_threads, settings) for p in payload)
     else:
         outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet,
                                 threads=run_threads)
