@@ -35,7 +35,7 @@ from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import Heartbeat, ResultStore, new_owner
 from . import validate as _validate
-from .threads import current_threads, limit_threads, threads_per_run
+from .threads import current_threads, limit_threads, run_layout
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
            "environment_fingerprint"]
@@ -437,9 +437,9 @@ def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | No
 
 
 def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
-              engine: str = "local", scheduler: str | None = None, n_jobs: int = 1, store: ResultStore | None = None,
+              engine: str = "local", scheduler: str | None = None, n_jobs: int | None = 1, store: ResultStore | None = None,
               quiet: bool = False, max_epochs: int | None = None, client=None, findings: bool = False,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, announce=None) -> dict:
     """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
 
     Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
@@ -449,12 +449,15 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     one starts, so a bad setting stops the sweep before anything is written.
     Each run gets ``threads`` torch / BLAS threads, or with ``n_jobs`` > 1 local runs ``cores // n_jobs``
     (never more threads than cores); Dask workers keep their own setting unless ``threads`` is given.
+    ``n_jobs=None`` takes the default layout (:func:`mmclust.repro.threads.run_layout`: one single-threaded run per
+    core on the CPU, else 1); local runs at a time never exceed the runs left to compute. ``announce`` (e.g.
+    ``print``) is told the layout in one line before the first run; ``summary["layout"]`` holds it.
     """
     from tqdm.auto import tqdm
 
     if engine not in ("local", "dask"):
         raise DataError(f"unknown engine {engine!r}; valid: local, dask")
-    run_threads = threads_per_run(n_jobs if engine == "local" else 1, threads)
+    run_layout(n_jobs, threads, device, engine)  # a bad count is a usage error before the grid is built
     store = store or ResultStore("results.db")
     specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs,
                                       findings=findings)
@@ -465,6 +468,11 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
                "cells_not_run": skipped_cells}
     if not todo:
         return summary
+    layout = run_layout(n_jobs, threads, device, engine, n_runs=len(todo))
+    summary["layout"] = asdict(layout)
+    if announce is not None:
+        announce(layout.describe())
+    n_jobs, run_threads = layout.jobs, layout.threads
     payload = [asdict(s) for s in todo]
     if engine == "local" and n_jobs == 1:
         outcomes = []
