@@ -230,7 +230,8 @@ def test_reproduce_with_a_failed_run_exits_1(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(METHODS, "kmeans", _AlwaysFails)
     (tmp_path / "toy.toml").write_text(TOY_SYNTHETIC)
-    assert main(["reproduce", "toy.toml", "--runs", "1", "--quiet", "--no-plots"]) == 1
+    # --jobs 1: the patched METHODS is this process's; a worker process would run the real k-means
+    assert main(["reproduce", "toy.toml", "--runs", "1", "--quiet", "--no-plots", "--jobs", "1"]) == 1
     assert "0 runs done, 0 already stored, 1 failed" in capsys.readouterr().out
 
 

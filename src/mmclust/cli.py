@@ -286,9 +286,9 @@ def cmd_reproduce(args) -> int:
 
     for d in args.dataset or []:
         get_spec(d)
-    from .repro.threads import threads_per_run
+    from .repro.threads import run_layout
 
-    threads_per_run(args.jobs, args.threads)  # a bad --jobs / --threads is a usage error before the store opens
+    run_layout(args.jobs, args.threads, args.device, args.engine)  # a bad --jobs / --threads: usage error, no store
     specs, not_run = build_grid(args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
                                 max_epochs=args.max_epochs, findings=args.with_findings)
     for s in specs:
@@ -307,6 +307,7 @@ def cmd_reproduce(args) -> int:
         args.paper, table=args.table, datasets=args.dataset, runs=args.runs, device=args.device,
         engine=args.engine, scheduler=args.scheduler, n_jobs=args.jobs, store=store, quiet=args.quiet,
         max_epochs=args.max_epochs, findings=args.with_findings, threads=args.threads,
+        announce=lambda line: print(f"layout: {line}", flush=True),
     )
     print(f"{args.paper}: {summary['done']} runs done, {summary['skipped']} already stored, {summary['failed']} failed"
           + (f", {summary['taken']} being computed by another process" if summary.get("taken") else "")
@@ -441,9 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", default="auto")
     rp.add_argument("--engine", default="local", choices=["local", "dask"])
     rp.add_argument("--scheduler", default=None, help="Dask scheduler address (with --engine dask)")
-    rp.add_argument("--jobs", type=int, default=1, help="parallel CPU runs with the local engine (joblib)")
+    rp.add_argument("--jobs", type=int, default=None,
+                    help="parallel runs with the local engine (joblib; default: one per core on the CPU, 1 on a GPU "
+                         "or with Dask; never more than the runs to compute)")
     rp.add_argument("--threads", type=int, default=None,
-                    help="torch and BLAS threads per run (default: cores // jobs with --jobs > 1, so runs never oversubscribe)")
+                    help="torch and BLAS threads per run (default: cores // jobs with more than one run at a time, "
+                         "so runs never oversubscribe)")
     rp.add_argument("--max-epochs", type=int, default=None, help="cap every training phase at N epochs (a quick look; stored as overrides, reported apart)")
     rp.add_argument("--with-findings", action="store_true",
                     help="also run each cell's other readings (e.g. BDGP's first 1000 columns, all rows without the split)")

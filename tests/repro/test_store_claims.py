@@ -169,7 +169,8 @@ def test_two_reproduce_processes_on_one_store_compute_each_run_once(tmp_path):
     db = tmp_path / "r.db"
     ResultStore(db).close()  # the schema exists before both start, as after any earlier sweep
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    argv = ["reproduce", str(refs), "--runs", "10", "--db", str(db), "--no-report", "--quiet"]
+    # --jobs 1: each process computes its runs itself, so every run's owner is one of the two (checked below)
+    argv = ["reproduce", str(refs), "--runs", "10", "--db", str(db), "--no-report", "--quiet", "--jobs", "1"]
     procs = [subprocess.Popen([sys.executable, "-c", _RELEASED, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path) for _ in range(2)]
     for p in procs:  # both are ready (imports done) and wait for this line: they start together

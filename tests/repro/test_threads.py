@@ -1,5 +1,10 @@
 """Thread counts: each run sets torch and BLAS threads (cores // jobs or --threads), checked inside the workers."""
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -94,3 +99,138 @@ def test_cli_bad_threads_exit_2_and_write_nothing(argv, tmp_path, monkeypatch, c
     assert main(argv) == 2
     assert ">= 1" in capsys.readouterr().err  # said by whichever check sees it first (threads or jobs)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the default layout: one single-threaded run per core on the CPU, one run at a time on a GPU or with Dask ------
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("cores,jobs,each", [(1, 1, None), (2, 2, 1), (16, 16, 1)])
+def test_default_layout_is_one_single_threaded_run_per_core(cores, jobs, each, monkeypatch, no_cuda):
+    monkeypatch.setattr(threads, "available_cores", lambda: cores)
+    for device in ("cpu", "auto"):  # auto is the CPU here
+        layout = threads.run_layout(device=device, n_runs=100)
+        assert (layout.jobs, layout.threads, layout.cores, layout.default) == (jobs, each, cores, True)
+        assert layout.jobs * (layout.threads or 1) <= cores  # never oversubscribed
+    assert threads.default_jobs("cpu") == cores
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_default_layout_cpu_vs_cuda_vs_dask(cuda, monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert threads.default_jobs("cpu") == 16 and threads.run_layout(device="cpu").jobs == 16
+    assert threads.default_jobs(torch.device("cpu")) == 16
+    # auto takes the GPU when there is one: its runs would share the one device
+    assert threads.run_layout(device="auto").jobs == (1 if cuda else 16)
+    for device in ("cuda", "cuda:0", torch.device("cuda")):  # without CUDA the device check reports it, not this
+        assert threads.default_jobs(device) == 1 and threads.run_layout(device=device).jobs == 1
+    for device in ("cpu", "auto", "cuda"):  # Dask's workers are the parallelism
+        layout = threads.run_layout(device=device, engine="dask")
+        assert (layout.jobs, layout.threads) == (1, None) and threads.default_jobs(device, "dask") == 1
+    assert threads.run_layout(device="cpu", engine="dask", threads=3).threads == 3
+
+
+def test_an_explicit_jobs_wins_over_the_default(monkeypatch, no_cuda):
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    one = threads.run_layout(1, device="cpu", n_runs=100)
+    assert (one.jobs, one.threads, one.default) == (1, None, False)  # one run keeps the process's own threads
+    three = threads.run_layout(3, device="cpu", n_runs=100)
+    assert (three.jobs, three.threads, three.default) == (3, 5, False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert threads.run_layout(4, device="cuda", n_runs=100).jobs == 4  # on a GPU too
+    assert threads.run_layout(2, device="cpu", threads=3, n_runs=100).threads == 3  # and an explicit --threads
+
+
+def test_never_more_runs_at_a_time_than_runs(monkeypatch, no_cuda):
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    assert (threads.run_layout(device="cpu", n_runs=3).jobs, threads.run_layout(device="cpu", n_runs=3).threads) == (3, 5)
+    assert threads.run_layout(8, device="cpu", n_runs=2).jobs == 2  # an explicit count too: no idle worker
+    for n in (0, 1):
+        layout = threads.run_layout(device="cpu", n_runs=n)
+        assert (layout.jobs, layout.threads) == (1, None)  # one run at a time: in this process, its own threads
+    assert threads.run_layout(device="cpu").jobs == 16  # runs not known yet: the cores
+
+
+@pytest.mark.parametrize("jobs", [0, -1, True, 1.5])
+def test_run_layout_refuses_a_bad_jobs(jobs):
+    with pytest.raises(DataError, match="jobs must be >= 1"):
+        threads.run_layout(jobs, device="cpu")
+
+
+def test_layout_line():
+    assert threads.Layout(2, 1, 2, default=True).describe() == \
+        "2 runs at a time x 1 thread (cores: 2; the default on the CPU, --jobs N to change)"
+    assert threads.Layout(3, 5, 16).describe() == "3 runs at a time x 5 threads (cores: 16)"
+    assert threads.Layout(1, None, 2).describe().startswith("1 run at a time x ")
+    assert threads.Layout(1, None, 2, engine="dask").describe() == "runs on the Dask workers x the workers' own threads each"
+
+
+def test_reproduce_starts_no_more_workers_than_runs_left(tmp_path, monkeypatch, no_cuda):
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    store = ResultStore(tmp_path / "r.db")
+    refs = str(toy_refs(tmp_path, claim=False))  # 2 configurations
+    lines = []
+    first = reproduce(refs, runs=2, store=store, n_jobs=None, device="cpu", quiet=True, announce=lines.append)
+    assert first["done"] == 4 and first["layout"]["jobs"] == 3 and first["layout"]["threads"] == 1
+    second = reproduce(refs, runs=3, store=store, n_jobs=None, device="cpu", quiet=True, announce=lines.append)
+    assert second["done"] == 2 and second["layout"]["jobs"] == 2  # 2 runs left, not 3 workers
+    third = reproduce(refs, runs=3, store=store, n_jobs=None, device="cpu", quiet=True, announce=lines.append)
+    assert third["skipped"] == 6 and "layout" not in third and len(lines) == 2  # nothing to run: no layout
+    assert lines[0].startswith("3 runs at a time x 1 thread (cores: 3") and lines[1].startswith("2 runs at a time")
+    assert len(store.query()) == 6
+
+
+def test_workers_kept_from_an_earlier_sweep_use_this_sweeps_store_and_data(tmp_path, monkeypatch):
+    """joblib keeps its workers, with the working directory and environment they started with: a second sweep of
+    one process, in another folder and with another MMCLUST_DATA, must still write its own store and read its data."""
+    import hashlib
+
+    import numpy as np
+
+    from mmclust.data import make_multiview_blobs
+
+    for i in range(2):
+        work = tmp_path / f"w{i}"
+        (work / "data").mkdir(parents=True)
+        ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)  # another file each time
+        np.savez(work / "data" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
+        monkeypatch.chdir(work)
+        monkeypatch.setenv("MMCLUST_DATA", "data")  # relative, as the README passes it
+        refs = toy_refs(work, claim=False)
+        refs.write_text(refs.read_text().replace('"synthetic"', '"dmim_iapr"'))
+        out = reproduce("toy.toml", runs=1, store=ResultStore("r.db"), n_jobs=2, device="cpu", quiet=True)
+        assert (out["done"], out["skipped"], out["failed"]) == (2, 0, 0), out
+        rows = ResultStore(work / "r.db").query()
+        sha = hashlib.sha256((work / "data" / "dmim_iapr.npz").read_bytes()).hexdigest()
+        assert len(rows) == 2 and {r["data_sha256"] for r in rows} == {sha}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 cores and CPU affinity (Linux) to pin the command to them")
+def test_cli_default_layout_does_not_oversubscribe(tmp_path):
+    """``mmclust reproduce`` with no --jobs, in its own process pinned to 2 cores: 2 runs at a time in worker
+    processes, each with 1 torch / BLAS thread (what the stored runs record), so runs x threads <= cores."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    refs = toy_refs(tmp_path, claim=False)  # 2 configurations x 2 seeds: 4 runs
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # nothing limits the threads but mmclust
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    proc = subprocess.Popen([sys.executable, "-m", "mmclust.cli", "reproduce", str(refs), "--runs", "2", "--device", "cpu",
+                             "--db", "r.db", "--no-report", "--quiet"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "4 runs done, 0 already stored, 0 failed" in out
+    m = re.search(r"^layout: (\d+) runs? at a time x (\d+) threads? \(cores: (\d+)", out, re.M)
+    assert m, out
+    jobs, each, seen_cores = map(int, m.groups())
+    assert (jobs, each, seen_cores) == (2, 1, 2)  # one single-threaded run per core
+    rows = ResultStore(tmp_path / "r.db").query()
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    for r in rows:  # what each run ran with, recorded inside the worker
+        assert r["environment"]["torch_threads"] * jobs <= len(cores)
+        assert r["environment"]["blas_threads"] and all(n * jobs <= len(cores) for n in r["environment"]["blas_threads"].values())
+    pids = {r["owner"].rsplit(":", 2)[1] for r in rows}
+    assert str(proc.pid) not in pids and 1 <= len(pids) <= jobs  # computed in worker processes, no more than jobs

@@ -35,7 +35,7 @@ from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import Heartbeat, ResultStore, new_owner
 from . import validate as _validate
-from .threads import current_threads, limit_threads, threads_per_run
+from .threads import current_threads, limit_threads, run_layout
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
            "environment_fingerprint"]
@@ -402,8 +402,32 @@ def build_grid(paper: str, table: str | None = None, datasets=None, runs: int = 
     return specs, skipped
 
 
-def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | None = None) -> dict:
-    # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection
+def _sweep_settings() -> dict:
+    """This process's ``MMCLUST_*`` settings (data folder, WordNet file), paths made absolute, for local workers."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("MMCLUST_")}
+    env["MMCLUST_DATA"] = str(_registry.data_dir().resolve())
+    if env.get("MMCLUST_WORDNET"):
+        env["MMCLUST_WORDNET"] = str(Path(env["MMCLUST_WORDNET"]).expanduser().resolve())
+    return env
+
+
+def _use_settings(env: dict) -> None:
+    """Take the sending sweep's ``MMCLUST_*`` settings in this worker. joblib keeps its worker processes for the
+    next sweep, each with the environment (and working directory) it was started with: without this, a second
+    sweep of one process after ``MMCLUST_DATA`` changed would read, and validate against, the first one's folder."""
+    if os.environ.get("MMCLUST_DATA") != env.get("MMCLUST_DATA"):
+        _cached_dataset.cache_clear()  # cached by name: the same name in another folder is another file
+    for key in [k for k in os.environ if k.startswith("MMCLUST_") and k not in env]:
+        del os.environ[key]
+    os.environ.update(env)
+
+
+def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | None = None,
+                   settings: dict | None = None) -> dict:
+    # module-level so joblib / Dask can ship it; each worker opens its own SQLite connection. ``settings``: the
+    # local sweep's MMCLUST_* variables (Dask workers, on other machines, keep their own)
+    if settings is not None:
+        _use_settings(settings)
     store = ResultStore(db_path)
     try:
         res = execute_run(RunSpec(**spec_dict), store=store, quiet=quiet, threads=threads)
@@ -413,9 +437,9 @@ def _run_in_worker(spec_dict: dict, db_path: str, quiet: bool, threads: int | No
 
 
 def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5, device: str = "auto",
-              engine: str = "local", scheduler: str | None = None, n_jobs: int = 1, store: ResultStore | None = None,
+              engine: str = "local", scheduler: str | None = None, n_jobs: int | None = 1, store: ResultStore | None = None,
               quiet: bool = False, max_epochs: int | None = None, client=None, findings: bool = False,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, announce=None) -> dict:
     """Run a paper's grid, skipping runs already stored, on the local or the Dask engine.
 
     Resumable: a sweep killed mid-way and restarted loses no finished run and repeats none,
@@ -425,12 +449,15 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     one starts, so a bad setting stops the sweep before anything is written.
     Each run gets ``threads`` torch / BLAS threads, or with ``n_jobs`` > 1 local runs ``cores // n_jobs``
     (never more threads than cores); Dask workers keep their own setting unless ``threads`` is given.
+    ``n_jobs=None`` takes the default layout (:func:`mmclust.repro.threads.run_layout`: one single-threaded run per
+    core on the CPU, else 1); local runs at a time never exceed the runs left to compute. ``announce`` (e.g.
+    ``print``) is told the layout in one line before the first run; ``summary["layout"]`` holds it.
     """
     from tqdm.auto import tqdm
 
     if engine not in ("local", "dask"):
         raise DataError(f"unknown engine {engine!r}; valid: local, dask")
-    run_threads = threads_per_run(n_jobs if engine == "local" else 1, threads)
+    run_layout(n_jobs, threads, device, engine)  # a bad count is a usage error before the grid is built
     store = store or ResultStore("results.db")
     specs, skipped_cells = build_grid(paper, table=table, datasets=datasets, runs=runs, device=device, max_epochs=max_epochs,
                                       findings=findings)
@@ -441,6 +468,11 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
                "cells_not_run": skipped_cells}
     if not todo:
         return summary
+    layout = run_layout(n_jobs, threads, device, engine, n_runs=len(todo))
+    summary["layout"] = asdict(layout)
+    if announce is not None:
+        announce(layout.describe())
+    n_jobs, run_threads = layout.jobs, layout.threads
     payload = [asdict(s) for s in todo]
     if engine == "local" and n_jobs == 1:
         outcomes = []
@@ -450,7 +482,10 @@ def reproduce(paper: str, table: str | None = None, datasets=None, runs: int = 5
     elif engine == "local":
         from joblib import Parallel, delayed
 
-        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, str(store.path), True, run_threads) for p in payload)
+        # joblib keeps its workers for the next sweep, with the working directory and environment they started
+        # with: the store and the MMCLUST_* settings go to them as this sweep's absolute paths
+        db, settings = str(Path(store.path).resolve()), _sweep_settings()
+        outcomes = Parallel(n_jobs=n_jobs)(delayed(_run_in_worker)(p, db, True, run_threads, settings) for p in payload)
     else:
         outcomes = _run_on_dask(payload, str(store.path), scheduler=scheduler, client=client, quiet=quiet,
                                 threads=run_threads)
