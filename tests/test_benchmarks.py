@@ -238,6 +238,23 @@ def test_training_gemms_count_the_linear_multiply_adds():
     assert macs == _linear_multiply_adds([enc, dec], 50)
 
 
+def test_linear_multiply_adds_equal_torchs_count_of_a_pretraining_epoch():
+    """The auto-encoder count against torch's own FLOP counter over one real pre-training epoch (an oracle
+    independent of both the counter and the product list above, which could share one wrong assumption)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmclust.methods.dec import build_autoencoder
+    from mmclust.methods.nets import pretrain_autoencoders
+    from mmclust.runtime import torch_generator
+
+    x = torch.randn(150, 12, generator=torch.Generator().manual_seed(0))
+    enc, dec = build_autoencoder(12)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        pretrain_autoencoders([(enc, dec, x, "")], 1, 1e-3, 64, torch_generator(0), "cpu", corruption=0.2)
+    assert counter.get_total_flops() == 2 * _linear_multiply_adds([enc, dec], 150)
+
+
 def _layer_shapes(net) -> list[tuple[int, int]]:
     """``(in, out)`` of every matmul layer of ``net`` in forward order: Linear layers and the minibatch layer's T."""
     from mmclust.methods.nets import MinibatchDiscrimination
