@@ -273,3 +273,66 @@ def test_gan_step_gradients_are_each_players_own_loss(data):
         torch.testing.assert_close(p.grad, want, rtol=1e-9, atol=1e-12)
     others = [p for p in nets.parameters() if all(p is not q for q in gen_params + dis_params)]
     assert all(p.grad is None for p in others)  # encoders and centroids untouched by the GAN step
+
+
+def _sequential_gan_step(model, rows, x_img, x_txt, gen, opt_gen, opt_dis):
+    """Algorithm 1 steps 4-5 as two sequential updates (the code before the shared forward): the generators' loss
+    backward and step, then the discriminators' loss on the detached fakes, backward and step."""
+    from mmclust import ops
+
+    nets = model.nets_
+    hi, ht, both = rows.img, rows.txt, rows.both
+    with torch.no_grad():
+        z_img, z_txt = model._encode(x_img, x_txt, rows)
+        q_real_txt = ops.student_t_assignment(z_txt[ht], nets.centers[1])
+        q_real_img = ops.student_t_assignment(z_img[hi], nets.centers[0])
+    fake_img, fake_txt = model._fakes(z_img, z_txt, rows, gen)
+    q_ft = ops.student_t_assignment(fake_txt[hi], nets.centers[1].detach())
+    q_fi = ops.student_t_assignment(fake_img[ht], nets.centers[0].detach())
+    g_loss = (generator_loss(nets.d1(fake_txt[hi], q_ft), fake_txt[both], z_txt[both], model.similarity_weight)
+              + generator_loss(nets.d2(fake_img[ht], q_fi), fake_img[both], z_img[both], model.similarity_weight))
+    opt_gen.zero_grad(set_to_none=True)
+    g_loss.backward()
+    opt_gen.step()
+    d_loss = (discriminator_loss(nets.d1(z_txt[ht], q_real_txt), nets.d1(fake_txt[hi].detach(), q_ft.detach()))
+              + discriminator_loss(nets.d2(z_img[hi], q_real_img), nets.d2(fake_img[ht].detach(), q_fi.detach())))
+    opt_dis.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_dis.step()
+    return {"generator": g_loss.detach(), "discriminator": d_loss.detach()}
+
+
+def test_gan_steps_update_both_players_as_the_sequential_steps_do(data):
+    """With the real optimisers, over consecutive steps: the parameters after each GAN step are those of the sequential
+    reading (generators' gradient and update, then the discriminators' on the same fakes). Guards what the gradient
+    test above cannot see with optimisers that never step: each update happens, no gradient is taken from a network
+    already updated in place (fused Adam does not bump version counters, so autograd would not object), and gradients
+    are replaced each step, never accumulated over steps."""
+    import copy
+
+    model = CIGITC(**{**SMALL, "max_epochs": 0}, random_state=0).fit(data)
+    model.nets_.double()
+    ref = copy.deepcopy(model)
+    x_img, x_txt, rows = _device_views(data, "cpu")
+    x_img, x_txt = x_img.double(), x_txt.double()
+    present = [np.asarray(data.present[v], bool) for v in data.views]
+    batches = _epoch_batches(data.n_samples, 64, torch.Generator().manual_seed(3), *present, "cpu")[:3]
+    _, opt_gen, opt_dis = model._optimizers()
+    _, ref_gen, ref_dis = ref._optimizers()
+    model.nets_.train()
+    ref.nets_.train()
+    g, g_ref = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    names = [name for name, _ in model.nets_.named_parameters()]
+    for _, batch, _, _ in batches:
+        before = [p.detach().clone() for p in model.nets_.parameters()]
+        out = model._gan_step(batch, x_img, x_txt, g, opt_gen, opt_dis)
+        want = _sequential_gan_step(ref, batch, x_img, x_txt, g_ref, ref_gen, ref_dis)
+        for key in ("generator", "discriminator"):
+            torch.testing.assert_close(out[key], want[key], rtol=1e-10, atol=1e-12)
+        moved = set()
+        for name, p, q, p0 in zip(names, model.nets_.parameters(), ref.nets_.parameters(), before):
+            # tolerance: a bias before BatchNorm has a rounding-noise gradient, which Adam's step scales up to ~1e-11
+            torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
+            if not torch.equal(p, p0):
+                moved.add(name.split(".")[0])
+        assert moved == {"g12", "g21", "d1", "d2"}  # both players step; encoders and centroids do not

@@ -234,3 +234,54 @@ def test_cli_default_layout_does_not_oversubscribe(tmp_path):
         assert r["environment"]["blas_threads"] and all(n * jobs <= len(cores) for n in r["environment"]["blas_threads"].values())
     pids = {r["owner"].rsplit(":", 2)[1] for r in rows}
     assert str(proc.pid) not in pids and 1 <= len(pids) <= jobs  # computed in worker processes, no more than jobs
+
+
+def test_default_layout_of_other_devices_is_one_run_at_a_time(monkeypatch):
+    """Only the CPU gets one run per core: any other device (an accelerator the runs would share, or no device at
+    all, which the device check reports) runs one at a time."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    for device in ("mps", "xpu", "meta", torch.device("mps")):
+        assert threads.default_jobs(device) == 1 and threads.run_layout(device=device, n_runs=100).jobs == 1
+    for device in ("gpu", "cpu:x", "", 3.5):  # not device names
+        assert threads.default_jobs(device) == 1 and threads.run_layout(device=device, n_runs=100).jobs == 1
+
+
+def test_a_kept_worker_takes_the_sweeps_settings(tmp_path, monkeypatch):
+    """``_use_settings`` (what a joblib worker runs first): the sweep's MMCLUST_* variables replace the worker's,
+    one the sweep does not set is removed, and a data set cached from another data folder is read afresh."""
+    import numpy as np
+
+    from mmclust.data import make_multiview_blobs
+    from mmclust.repro import runner
+
+    for key, value in os.environ.items():  # whatever _use_settings removes comes back after the test
+        if key.startswith("MMCLUST_"):
+            monkeypatch.setenv(key, value)
+    views = []
+    for i in range(2):
+        (tmp_path / f"d{i}").mkdir()
+        ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)
+        np.savez(tmp_path / f"d{i}" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
+        views.append(ds.views["image"])
+    monkeypatch.setenv("MMCLUST_DATA", str(tmp_path / "d0"))
+    monkeypatch.setenv("MMCLUST_WORDNET", str(tmp_path / "old" / "data.noun"))
+    runner._cached_dataset.cache_clear()
+    try:
+        np.testing.assert_allclose(runner._cached_dataset("dmim_iapr").views["image"], views[0], rtol=1e-6)
+        runner._use_settings({"MMCLUST_DATA": str(tmp_path / "d1")})
+        assert os.environ["MMCLUST_DATA"] == str(tmp_path / "d1") and "MMCLUST_WORDNET" not in os.environ
+        np.testing.assert_allclose(runner._cached_dataset("dmim_iapr").views["image"], views[1], rtol=1e-6)
+    finally:
+        runner._cached_dataset.cache_clear()
+
+
+def test_sweep_settings_are_absolute(tmp_path, monkeypatch):
+    """The settings sent to workers (whose working directory is their own) hold absolute paths."""
+    from mmclust.repro import runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MMCLUST_DATA", "data")
+    monkeypatch.setenv("MMCLUST_WORDNET", "wn/data.noun")
+    settings = runner._sweep_settings()
+    assert settings["MMCLUST_DATA"] == str(tmp_path.resolve() / "data")
+    assert settings["MMCLUST_WORDNET"] == str(tmp_path.resolve() / "wn" / "data.noun")
