@@ -206,9 +206,7 @@ def test_training_step_issues_no_host_sync(data):
         targets = [q.pow(2) / q.pow(2).sum(1, keepdim=True) for q in m._assignments(x_img, x_txt, rows, gen)]
     present = [np.asarray(data.present[v], bool) for v in data.views]
     batches = _epoch_batches(data.n_samples, 64, gen, *present, "cuda")
-    opts = [torch.optim.Adam(p, lr=1e-4) for p in (list(nets.enc_img.parameters()) + list(nets.enc_txt.parameters()),
-                                                   list(nets.g12.parameters()) + list(nets.g21.parameters()),
-                                                   list(nets.d1.parameters()) + list(nets.d2.parameters()))]
+    opts = m._optimizers()  # the fused optimisers a fit uses
     nets.train()
     m._step(batches[0], x_img, x_txt, targets, gen, *opts)  # first step: lazy optimizer state allocation
     torch.cuda.synchronize()
@@ -336,3 +334,20 @@ def test_gan_steps_update_both_players_as_the_sequential_steps_do(data):
             if not torch.equal(p, p0):
                 moved.add(name.split(".")[0])
         assert moved == {"g12", "g21", "d1", "d2"}  # both players step; encoders and centroids do not
+
+
+def test_set_gradients_keeps_each_parameters_layout():
+    """A parameter used transposed gets its gradient in its own layout: the fused optimiser reads gradients in memory
+    order, so a transposed gradient would move every weight by the wrong entry's update."""
+    from mmclust.methods.cigit_c import _set_gradients
+    from mmclust.methods.nets import fused_adam
+
+    w = torch.nn.Parameter(torch.zeros(3, 4))
+    other = torch.nn.Parameter(torch.ones(4, 3))
+    c = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    opt = fused_adam([w], lr=1.0)
+    _set_gradients(opt, (w.t() * c * other).sum())
+    assert w.grad.stride() == w.stride()
+    assert other.grad is None  # outside the optimiser: untouched
+    opt.step()
+    torch.testing.assert_close(w.detach(), -torch.sign(c.t()))  # Adam's first step: -lr * sign(grad)

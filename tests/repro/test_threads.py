@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -285,3 +286,36 @@ def test_sweep_settings_are_absolute(tmp_path, monkeypatch):
     settings = runner._sweep_settings()
     assert settings["MMCLUST_DATA"] == str(tmp_path.resolve() / "data")
     assert settings["MMCLUST_WORDNET"] == str(tmp_path.resolve() / "wn" / "data.noun")
+
+
+def test_threads_alone_never_oversubscribes(monkeypatch):
+    """``reproduce --threads T`` without ``--jobs``: as many T-thread runs as the cores hold (at least one)."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for t, jobs in ((1, 16), (3, 5), (4, 4), (16, 1), (32, 1)):
+        layout = threads.run_layout(None, t, "cpu", n_runs=100)
+        assert (layout.jobs, layout.threads) == (jobs, t)
+        assert layout.jobs * layout.threads <= max(16, t)
+    assert threads.run_layout(6, 4, "cpu", n_runs=100).jobs == 6  # an explicit --jobs still wins
+
+
+def test_in_process_runs_read_the_current_data_folder(tmp_path, monkeypatch):
+    """The one-run-at-a-time path (``--jobs 1``, a GPU, one run left) runs in this process: after ``MMCLUST_DATA``
+    changes, a data set of the same name comes from the new folder, never from the cached copy of the old one."""
+    from mmclust.data import make_multiview_blobs
+    from mmclust.repro import runner
+
+    views = []
+    for i in range(2):
+        (tmp_path / f"d{i}").mkdir()
+        ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)
+        np.savez(tmp_path / f"d{i}" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
+        views.append(ds.views["image"])
+    runner._cached_dataset.cache_clear()
+    try:
+        for i in range(2):
+            monkeypatch.setenv("MMCLUST_DATA", str(tmp_path / f"d{i}"))
+            used = runner._dataset_of(RunSpec("kmeans", "dmim_iapr", variant="concat", seed=0))
+            np.testing.assert_allclose(used.views["image"], views[i], rtol=1e-6)
+    finally:
+        runner._cached_dataset.cache_clear()

@@ -18,6 +18,9 @@ Choices where the paper is silent or contradicts itself (each also noted at its 
   dimension to unit variance, while the encoders' codes have their own scale (measured on BDGP: the
   generated-code error was 5-30x the codes' variance with it). Encoders see generated codes as fixed
   inputs (no gradient through G), since Algorithm 1 trains the generators in a step of their own.
+* **Discriminator step on this step's fakes.** Algorithm 1 trains the generators (step 4), then the
+  discriminators (step 5); read literally, step 5's fakes would come from the just-updated generators. Here the
+  discriminators judge the fakes the generators' step was computed on (one generator pass per step, not two).
 * **Generator loss sign.** Eq. (5) as printed, ``-E log(1 - D(G(z)))``, would reward fakes that look fake;
   we use the standard non-saturating form ``-E log D(G(z))``.
 * **Noise** (Section 3.4): ``noise_dim - k`` standard normals followed by the one-hot of the source
@@ -557,9 +560,10 @@ class CIGITC(MultiModalClusterer):
 
         Each discriminator sees the generated codes once: the same logits enter eq. (7) (gradient to the generators
         only) and eq. (8) (gradient to the discriminators only), so the generators' gradient is taken without the
-        discriminators' weight gradients, and no second forward pass of the fakes is needed. The discriminators are
-        the ones eq. (7) was computed with (they are only updated after both gradients are taken), and eq. (8)'s
-        fakes are those of the generators before their update, as in Algorithm 1's sequential steps.
+        discriminators' weight gradients, and no second forward pass of the fakes is needed. Both gradients are taken
+        before either player steps (the fused optimiser does not mark its parameters as changed, so autograd would
+        not catch a gradient read from updated weights). Eq. (8) sees the fakes of the generators before their
+        update in this step (a choice, listed in the module docstring; the implementation always did so).
         """
         nets = self.nets_
         hi, ht, both = rows.img, rows.txt, rows.both
@@ -587,10 +591,12 @@ class CIGITC(MultiModalClusterer):
 def _set_gradients(opt: torch.optim.Optimizer, loss: torch.Tensor, retain_graph: bool = False) -> None:
     """Set ``.grad`` of the optimiser's parameters to d loss / d parameter, and nothing else.
 
-    Unlike ``loss.backward()``, no gradient reaches (or is computed for) parameters outside ``opt``: a loss that
-    passes through another player's network leaves that network's gradients alone.
+    Unlike a plain ``loss.backward()``, no gradient reaches (or is computed for) parameters outside ``opt``: a loss
+    that passes through another player's network leaves that network's gradients alone. ``backward(inputs=...)``
+    rather than ``autograd.grad``: it gives each gradient its parameter's memory layout, which the fused optimiser
+    reads in memory order.
     """
     params = [p for group in opt.param_groups for p in group["params"]]
-    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
-    for p, g in zip(params, grads):
-        p.grad = g
+    for p in params:
+        p.grad = None
+    loss.backward(inputs=params, retain_graph=retain_graph)

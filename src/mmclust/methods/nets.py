@@ -73,6 +73,8 @@ class _L1Closeness(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         m, dist, near = ctx.saved_tensors
+        grad = grad.contiguous()  # it arrives transposed (a slice of the layer's cat): a transposed weight otherwise,
+        # which cdist's backward would copy whole (n times the size of this copy)
         weight = (grad[:, :, None] + grad[:, None, :]).mul_(near).neg_()
         # sum_j weight_ij * sign(m_i - m_j), cdist's own p=1 backward kernel (sign(0) = 0 on the diagonal)
         return torch.ops.aten._cdist_backward(weight, m, m, 1.0, dist)

@@ -161,10 +161,21 @@ def config_id_of(spec: RunSpec) -> str:
     return _ids(spec.identity())[1]
 
 
-@functools.lru_cache(maxsize=16)
 def _cached_dataset(name: str):
-    # datasets are immutable (read-only arrays), so one copy per process serves every run
+    """The registry data set ``name`` as the current settings find it (data folder, WordNet file): one copy per
+    process and per settings, since data sets are immutable (read-only arrays). Keyed by where the files are
+    looked up, so a change of ``MMCLUST_DATA`` between two sweeps of one process never serves the old folder's
+    data under the new file's sha256."""
+    return _load_from(name, str(_registry.data_dir().resolve()), os.environ.get("MMCLUST_WORDNET", ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_from(name: str, data_dir: str, wordnet: str):
+    # data_dir and wordnet are the cache key only; load() reads the same settings from the environment
     return _registry.load(name)
+
+
+_cached_dataset.cache_clear = _load_from.cache_clear  # forget every copy (tests; a worker whose settings change)
 
 
 _FILE_OPTIONS = ("views", "views_key", "labels_key", "samples_in")
@@ -416,7 +427,7 @@ def _use_settings(env: dict) -> None:
     next sweep, each with the environment (and working directory) it was started with: without this, a second
     sweep of one process after ``MMCLUST_DATA`` changed would read, and validate against, the first one's folder."""
     if os.environ.get("MMCLUST_DATA") != env.get("MMCLUST_DATA"):
-        _cached_dataset.cache_clear()  # cached by name: the same name in another folder is another file
+        _cached_dataset.cache_clear()  # not needed for correctness (keyed by folder): frees the old folder's copies
     for key in [k for k in os.environ if k.startswith("MMCLUST_") and k not in env]:
         del os.environ[key]
     os.environ.update(env)

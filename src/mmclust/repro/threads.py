@@ -100,7 +100,8 @@ def _n(count: int, word: str) -> str:
 def run_layout(jobs: int | None = None, threads: int | None = None, device="auto", engine: str = "local",
                n_runs: int | None = None) -> Layout:
     """The layout of a sweep of ``n_runs`` runs: ``jobs`` as given (an explicit count wins over the default), else
-    :func:`default_jobs`; never more runs at a time than ``n_runs`` (no idle worker is started); each run gets
+    :func:`default_jobs` (divided by ``threads`` when only that is given, so ``--threads T`` alone never
+    oversubscribes); never more runs at a time than ``n_runs`` (no idle worker is started); each run gets
     ``threads`` when given, else :func:`threads_per_run` of the runs at a time (so jobs x threads <= cores).
     With Dask, ``jobs`` plays no part and a run keeps the worker's own threads unless ``threads`` is given."""
     from ..data import DataError
@@ -108,6 +109,8 @@ def run_layout(jobs: int | None = None, threads: int | None = None, device="auto
     default = jobs is None
     if default:
         jobs = default_jobs(device, engine)
+        if threads is not None and not isinstance(threads, bool) and isinstance(threads, int) and threads >= 1:
+            jobs = max(1, jobs // threads)  # --threads T alone: as many T-thread runs as the cores hold
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise DataError(f"jobs must be >= 1, got {jobs!r}")
     if engine != "local":
