@@ -247,23 +247,28 @@ def test_default_layout_of_other_devices_is_one_run_at_a_time(monkeypatch):
         assert threads.default_jobs(device) == 1 and threads.run_layout(device=device, n_runs=100).jobs == 1
 
 
-def test_a_kept_worker_takes_the_sweeps_settings(tmp_path, monkeypatch):
-    """``_use_settings`` (what a joblib worker runs first): the sweep's MMCLUST_* variables replace the worker's,
-    one the sweep does not set is removed, and a data set cached from another data folder is read afresh."""
-    import numpy as np
-
+def _two_data_folders(tmp_path) -> list:
+    """``tmp_path/d0`` and ``tmp_path/d1``, each holding a different ``dmim_iapr.npz``; their image views."""
     from mmclust.data import make_multiview_blobs
-    from mmclust.repro import runner
 
-    for key, value in os.environ.items():  # whatever _use_settings removes comes back after the test
-        if key.startswith("MMCLUST_"):
-            monkeypatch.setenv(key, value)
     views = []
     for i in range(2):
         (tmp_path / f"d{i}").mkdir()
         ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)
         np.savez(tmp_path / f"d{i}" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
         views.append(ds.views["image"])
+    return views
+
+
+def test_a_kept_worker_takes_the_sweeps_settings(tmp_path, monkeypatch):
+    """``_use_settings`` (what a joblib worker runs first): the sweep's MMCLUST_* variables replace the worker's,
+    one the sweep does not set is removed, and a data set cached from another data folder is read afresh."""
+    from mmclust.repro import runner
+
+    for key, value in os.environ.items():  # whatever _use_settings removes comes back after the test
+        if key.startswith("MMCLUST_"):
+            monkeypatch.setenv(key, value)
+    views = _two_data_folders(tmp_path)
     monkeypatch.setenv("MMCLUST_DATA", str(tmp_path / "d0"))
     monkeypatch.setenv("MMCLUST_WORDNET", str(tmp_path / "old" / "data.noun"))
     runner._cached_dataset.cache_clear()
@@ -302,15 +307,9 @@ def test_threads_alone_never_oversubscribes(monkeypatch):
 def test_in_process_runs_read_the_current_data_folder(tmp_path, monkeypatch):
     """The one-run-at-a-time path (``--jobs 1``, a GPU, one run left) runs in this process: after ``MMCLUST_DATA``
     changes, a data set of the same name comes from the new folder, never from the cached copy of the old one."""
-    from mmclust.data import make_multiview_blobs
     from mmclust.repro import runner
 
-    views = []
-    for i in range(2):
-        (tmp_path / f"d{i}").mkdir()
-        ds = make_multiview_blobs(7855, 6, {"image": 100, "text": 100}, seed=i)
-        np.savez(tmp_path / f"d{i}" / "dmim_iapr.npz", image=ds.views["image"], text=ds.views["text"], labels=ds.labels)
-        views.append(ds.views["image"])
+    views = _two_data_folders(tmp_path)
     runner._cached_dataset.cache_clear()
     try:
         for i in range(2):

@@ -426,8 +426,6 @@ def _use_settings(env: dict) -> None:
     """Take the sending sweep's ``MMCLUST_*`` settings in this worker. joblib keeps its worker processes for the
     next sweep, each with the environment (and working directory) it was started with: without this, a second
     sweep of one process after ``MMCLUST_DATA`` changed would read, and validate against, the first one's folder."""
-    if os.environ.get("MMCLUST_DATA") != env.get("MMCLUST_DATA"):
-        _cached_dataset.cache_clear()  # not needed for correctness (keyed by folder): frees the old folder's copies
     for key in [k for k in os.environ if k.startswith("MMCLUST_") and k not in env]:
         del os.environ[key]
     os.environ.update(env)

@@ -106,10 +106,11 @@ def run_layout(jobs: int | None = None, threads: int | None = None, device="auto
     With Dask, ``jobs`` plays no part and a run keeps the worker's own threads unless ``threads`` is given."""
     from ..data import DataError
 
+    threads_per_run(1, threads)  # a bad --threads is refused before anything is sized by it
     default = jobs is None
     if default:
         jobs = default_jobs(device, engine)
-        if threads is not None and not isinstance(threads, bool) and isinstance(threads, int) and threads >= 1:
+        if threads is not None:
             jobs = max(1, jobs // threads)  # --threads T alone: as many T-thread runs as the cores hold
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise DataError(f"jobs must be >= 1, got {jobs!r}")
