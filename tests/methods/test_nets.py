@@ -53,6 +53,99 @@ def test_l1_closeness_of_tiny_batches(n):
     assert torch.equal(grad, torch.zeros_like(m))  # sign(0) = 0: no direction to move identical rows apart
 
 
+def _needs_a_compiler():
+    """The fused kernels are compiled C++: skip (naming what is missing) only where no compiler exists, so a kernel
+    that fails to build on a machine that has one fails these tests instead of hiding behind a skip."""
+    import os
+    import shutil
+
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        pytest.skip("no C++ compiler (g++, c++, clang++ or $CXX) to build the fused CPU kernels")
+
+
+def _closeness_and_gradient(m, upstream):
+    m = m.detach().clone().requires_grad_()
+    out = l1_closeness(m)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), m)
+    return out, grad
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), kernels=st.integers(2, 4), n=st.integers(32, 70), dim=st.integers(2, 5))
+def test_fused_closeness_kernels_equal_the_formula(seed, kernels, n, dim):
+    """Batches of FUSED_MIN_ROWS rows or more go through the compiled kernels: the formula's values and gradient."""
+    from mmclust.methods import nets
+
+    _needs_a_compiler()
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(kernels, n, dim, generator=g, dtype=torch.float64)
+    upstream = torch.randn(kernels, n, generator=g, dtype=torch.float64)
+    assert n >= nets.FUSED_MIN_ROWS and nets.fused_closeness() is not None
+    got, grad_got = _closeness_and_gradient(m, upstream)
+    assert nets._FUSED.get("kernels") is not None, "the compiled kernels failed and cdist stood in"
+    ref = m.clone().requires_grad_()
+    want = _reference(ref)
+    (grad_want,) = torch.autograd.grad((want * upstream).sum(), ref)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_got, grad_want, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monkeypatch):
+    """The training dtype: fused kernels and cdist agree to float32 rounding; MMCLUST_COMPILE=0 takes cdist."""
+    from mmclust.methods import nets
+
+    _needs_a_compiler()
+    g = torch.Generator().manual_seed(3)
+    m, upstream = torch.randn(16, 40, 8, generator=g), torch.randn(16, 40, generator=g)
+    fused = _closeness_and_gradient(m, upstream)
+    assert nets._FUSED.get("kernels") is not None
+    monkeypatch.setenv("MMCLUST_COMPILE", "0")
+    assert nets.fused_closeness() is None
+    plain = _closeness_and_gradient(m, upstream)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(fused[1], plain[1])  # two computations (sums in another order), not one path twice
+
+
+def test_closeness_falls_back_to_cdist_when_the_kernels_cannot_be_built(monkeypatch):
+    """A machine without a working compiler: one warning, the same values from cdist, no crash."""
+    from mmclust.methods import nets
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setitem(nets._FUSED, "kernels", (broken, broken))
+    g = torch.Generator().manual_seed(4)
+    m, upstream = torch.randn(3, 33, 4, generator=g, dtype=torch.float64), torch.randn(3, 33, generator=g, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        got, grad = _closeness_and_gradient(m, upstream)
+    assert nets._FUSED["kernels"] is None  # not retried at every batch
+    ref = m.clone().requires_grad_()
+    want = _reference(ref)
+    (grad_want,) = torch.autograd.grad((want * upstream).sum(), ref)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
+
+
+def test_closeness_backward_falls_back_when_only_the_backward_kernel_breaks(monkeypatch):
+    from mmclust.methods import nets
+
+    _needs_a_compiler()
+    forward = nets.fused_closeness()[0]
+
+    def broken(*args):
+        raise RuntimeError("backward kernel broke")
+
+    monkeypatch.setitem(nets._FUSED, "kernels", (forward, broken))
+    g = torch.Generator().manual_seed(5)
+    m, upstream = torch.randn(2, 36, 3, generator=g, dtype=torch.float64), torch.randn(2, 36, generator=g, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="backward kernel broke"):
+        _, grad = _closeness_and_gradient(m, upstream)
+    ref = m.clone().requires_grad_()
+    (grad_want,) = torch.autograd.grad((_reference(ref) * upstream).sum(), ref)
+    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.999)])
 def test_fused_adam_takes_adams_steps(betas):
     """The fused optimiser follows torch's reference Adam (per-tensor loop) with the given rate and betas."""

@@ -490,14 +490,20 @@ class CIGITC(MultiModalClusterer):
         return pretrain_autoencoders(pairs, self.pretrain_epochs, self.pretrain_lr, self.batch_size, gen, device,
                                      desc="CIGIT-C pretrain", verbose=self.verbose)
 
-    def _encode(self, x_img, x_txt, rows):
-        """Codes of ``rows`` (read from the whole data ``x_img``/``x_txt`` where each view is present); missing
-        rows stay zero (and are never read downstream)."""
+    @staticmethod
+    def _inputs(x_img, x_txt, rows):
+        """The encoders' inputs for ``rows``: the present rows of each view, gathered from the whole data."""
+        return x_img.index_select(0, rows.src_img), x_txt.index_select(0, rows.src_txt)
+
+    def _encode(self, x_img, x_txt, rows, inputs=None):
+        """Codes of ``rows`` (read from the whole data ``x_img``/``x_txt`` where each view is present, or from
+        ``inputs`` when a step has gathered them already); missing rows stay zero (and are never read downstream)."""
         nets = self.nets_
+        inp_img, inp_txt = self._inputs(x_img, x_txt, rows) if inputs is None else inputs
         z_img = x_img.new_zeros(rows.n, self.latent_dim)
         z_txt = x_txt.new_zeros(rows.n, self.latent_dim)
-        z_img = z_img.index_put((rows.img,), nets.enc_img(x_img[rows.src_img]))
-        z_txt = z_txt.index_put((rows.txt,), nets.enc_txt(x_txt[rows.src_txt]))
+        z_img = z_img.index_put((rows.img,), nets.enc_img(inp_img))
+        z_txt = z_txt.index_put((rows.txt,), nets.enc_txt(inp_txt))
         return z_img, z_txt
 
     def _fakes(self, z_img, z_txt, rows, gen):
@@ -515,8 +521,8 @@ class CIGITC(MultiModalClusterer):
             fake_img = fake_img.index_put((rows.txt,), nets.g21(torch.cat([src, conditional_noise(q_src, self.noise_dim, gen)], 1)))
         return fake_img, fake_txt
 
-    def _codes(self, x_img, x_txt, rows, gen, use_fakes=True):
-        z_img, z_txt = self._encode(x_img, x_txt, rows)
+    def _codes(self, x_img, x_txt, rows, gen, use_fakes=True, inputs=None):
+        z_img, z_txt = self._encode(x_img, x_txt, rows, inputs)
         fake_img = fake_txt = None
         if use_fakes:
             # The generators are the other player (Algorithm 1 trains them in their own step): the encoders
@@ -540,9 +546,10 @@ class CIGITC(MultiModalClusterer):
         nets = self.nets_
         idx, rows, pos_img, pos_txt = batch
         out = {}
+        inputs = self._inputs(x_img, x_txt, rows)  # gathered once: both steps encode the same rows
         # Algorithm 1 step 3: encoders (and centroids) with eq. (4)
         if self.use_kl:
-            z_img, z_txt, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
+            z_img, z_txt, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan, inputs=inputs)
             c = nets.centers
             loss = encoder_loss(targets[0][pos_img], ops.student_t_assignment(z_img[rows.img], c[0]),
                                 targets[1][pos_txt], ops.student_t_assignment(z_txt[rows.txt], c[1]),
@@ -552,10 +559,10 @@ class CIGITC(MultiModalClusterer):
             opt_enc.step()
             out["encoder"] = loss.detach()
         if self.use_gan:
-            out.update(self._gan_step(rows, x_img, x_txt, gen, opt_gen, opt_dis))
+            out.update(self._gan_step(rows, x_img, x_txt, gen, opt_gen, opt_dis, inputs))
         return out
 
-    def _gan_step(self, rows, x_img, x_txt, gen, opt_gen, opt_dis) -> dict:
+    def _gan_step(self, rows, x_img, x_txt, gen, opt_gen, opt_dis, inputs=None) -> dict:
         """Algorithm 1 steps 4-5: generators (eq. 7), then discriminators (eq. 8), on fixed codes; detached losses.
 
         Each discriminator sees the generated codes once: the same logits enter eq. (7) (gradient to the generators
@@ -568,7 +575,7 @@ class CIGITC(MultiModalClusterer):
         nets = self.nets_
         hi, ht, both = rows.img, rows.txt, rows.both
         with torch.no_grad():
-            z_img, z_txt = self._encode(x_img, x_txt, rows)
+            z_img, z_txt = self._encode(x_img, x_txt, rows, inputs)
             q_real_txt = ops.student_t_assignment(z_txt[ht], nets.centers[1])
             q_real_img = ops.student_t_assignment(z_img[hi], nets.centers[0])
         if rows.n_img < 2 or rows.n_txt < 2:
