@@ -351,3 +351,36 @@ def test_set_gradients_keeps_each_parameters_layout():
     assert other.grad is None  # outside the optimiser: untouched
     opt.step()
     torch.testing.assert_close(w.detach(), -torch.sign(c.t()))  # Adam's first step: -lr * sign(grad)
+
+
+def test_training_batches_take_the_fused_kernels_and_agree_with_cdist(data, monkeypatch):
+    """The discriminators' minibatch layer on the CPU: SMALL's batches are large enough for the compiled kernels
+    (so the repeatability test above exercises them), and a fit through them follows the cdist fit to float32
+    rounding (the losses, not bit for bit). A wrong fused gradient changes the discriminators' training and fails here,
+    which the kernel-level tests in test_nets.py alone would not show for the training path."""
+    import shutil
+
+    from mmclust.methods import nets
+
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("no C++ compiler to build the fused CPU kernels")
+    taken = {True: 0, False: 0}
+    forward = nets._L1Closeness.forward
+
+    def counting(ctx, m):
+        out = forward(ctx, m)
+        taken[ctx.fused] += 1
+        return out
+
+    monkeypatch.setattr(nets._L1Closeness, "forward", staticmethod(counting))
+    params = {**SMALL, "max_epochs": 2}
+    fused = CIGITC(random_state=5, **params).fit(data)
+    assert taken[True] > 0 and nets._FUSED.get("kernels") is not None, taken
+    monkeypatch.setenv("MMCLUST_COMPILE", "0")
+    taken_before = dict(taken)
+    plain = CIGITC(random_state=5, **params).fit(data)
+    assert taken[True] == taken_before[True] and taken[False] > taken_before[False]
+    for a, b in zip(fused.history_, plain.history_):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=2e-3, abs=1e-6), (k, a, b)
