@@ -364,6 +364,7 @@ def test_training_batches_take_the_fused_kernels_and_agree_with_cdist(data, monk
 
     if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         pytest.skip("no C++ compiler to build the fused CPU kernels")
+    monkeypatch.delenv("MMCLUST_COMPILE", raising=False)  # this test is about the fused path, even in a session run without it
     taken = {True: 0, False: 0}
     forward = nets._L1Closeness.forward
 
