@@ -53,6 +53,13 @@ def test_l1_closeness_of_tiny_batches(n):
     assert torch.equal(grad, torch.zeros_like(m))  # sign(0) = 0: no direction to move identical rows apart
 
 
+@pytest.fixture(autouse=True)
+def _compiling_allowed(monkeypatch):
+    """The fused-kernel tests below are about the compiled path: a session run with MMCLUST_COMPILE=0 must not fail
+    them (each test that wants cdist sets the variable itself)."""
+    monkeypatch.delenv("MMCLUST_COMPILE", raising=False)
+
+
 def _needs_a_compiler():
     """The fused kernels are compiled C++: skip (naming what is missing) only where no compiler exists, so a kernel
     that fails to build on a machine that has one fails these tests instead of hiding behind a skip."""
