@@ -153,6 +153,21 @@ def test_closeness_backward_falls_back_when_only_the_backward_kernel_breaks(monk
     torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
 
 
+def test_fused_kernels_state_says_which_path_ran(monkeypatch):
+    """A run's record names the path its minibatch layers took (the two differ at float32 rounding)."""
+    from mmclust.methods import nets
+
+    monkeypatch.delitem(nets._FUSED, "kernels", raising=False)
+    assert nets.fused_kernels_state() == "unused"
+    monkeypatch.setenv("MMCLUST_COMPILE", "off")
+    assert nets.fused_kernels_state() == "off"
+    monkeypatch.delenv("MMCLUST_COMPILE")
+    monkeypatch.setitem(nets._FUSED, "kernels", (len, len))
+    assert nets.fused_kernels_state() == "on"
+    monkeypatch.setitem(nets._FUSED, "kernels", None)
+    assert nets.fused_kernels_state() == "failed"
+
+
 @pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.999)])
 def test_fused_adam_takes_adams_steps(betas):
     """The fused optimiser follows torch's reference Adam (per-tensor loop) with the given rate and betas."""

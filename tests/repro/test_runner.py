@@ -66,6 +66,7 @@ def test_store_roundtrip_and_one_row_per_run(tmp_path):
     row = store.get(res["run_id"])
     assert row["status"] == "done" and row["params"]["random_state"] == 3 and row["data_sha256"].startswith("generated")
     assert row["environment"]["torch"] and row["git_sha"] and row["wall_time_s"] > 0 and row["peak_cpu_mb"] > 0
+    assert row["environment"]["fused_kernels"] in {"on", "off", "unused", "failed"}
     again = execute_run(spec, store=store)
     assert again.get("skipped") and len(store.query()) == 1
     with sqlite3.connect(tmp_path / "r.db") as conn:

@@ -35,6 +35,7 @@ from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import Heartbeat, ResultStore, new_owner
 from . import validate as _validate
+from ..methods.nets import fused_kernels_state
 from .threads import current_threads, limit_threads, run_layout
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
@@ -237,6 +238,8 @@ def environment_fingerprint() -> dict:
         "cuda": torch.version.cuda, "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "torch_threads": torch.get_num_threads(), "blas_threads": current_threads()["blas"],
+        # which numeric path the minibatch layers took (compiled kernels or cdist differ at float32 rounding)
+        "fused_kernels": fused_kernels_state(),
     }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
