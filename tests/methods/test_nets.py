@@ -153,6 +153,27 @@ def test_closeness_backward_falls_back_when_only_the_backward_kernel_breaks(monk
     torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
 
 
+def test_compiled_kernels_are_not_called_inside_a_tensor_mode(monkeypatch):
+    """Under FlopCounterMode (the benchmarks' multiply-add oracle) the layer takes cdist: measured, one compiled call
+    there left torch running the kernels as slow eager Python for the rest of the process."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmclust.methods import nets
+
+    calls = []
+    monkeypatch.setitem(nets._FUSED, "kernels", (lambda *a: calls.append("forward") or nets._closeness_forward(*a),
+                                                 lambda *a: calls.append("backward") or nets._closeness_backward(*a)))
+    g = torch.Generator().manual_seed(6)
+    m, upstream = torch.randn(2, 40, 3, generator=g, dtype=torch.float64), torch.randn(2, 40, generator=g, dtype=torch.float64)
+    with FlopCounterMode(display=False):
+        counted = _closeness_and_gradient(m, upstream)
+    assert calls == []
+    plain = _closeness_and_gradient(m, upstream)
+    assert calls == ["forward", "backward"]
+    for a, b in zip(counted, plain):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_fused_kernels_state_says_which_path_ran(monkeypatch):
     """A run's record names the path its minibatch layers took (the two differ at float32 rounding)."""
     from mmclust.methods import nets

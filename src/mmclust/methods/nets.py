@@ -136,10 +136,18 @@ def _fused_failed(error: Exception) -> None:
                   stacklevel=3)
 
 
+def _inside_a_mode() -> bool:
+    """Whether a tensor mode is active (torch's FlopCounterMode, fake tensors, tracers): compiled code is not called
+    then. Measured: one call of the compiled kernels under FlopCounterMode made torch run them as plain eager
+    Python for the rest of the process (13.8 ms a call instead of 1.8 ms, with no warning)."""
+    return torch._C._len_torch_dispatch_stack() > 0 or torch._C._len_torch_function_stack() > 0
+
+
 class _L1Closeness(torch.autograd.Function):
     @staticmethod
     def forward(ctx, m):
-        kernels = fused_closeness() if m.device.type == "cpu" and m.shape[1] >= FUSED_MIN_ROWS else None
+        usable = m.device.type == "cpu" and m.shape[1] >= FUSED_MIN_ROWS and not _inside_a_mode()
+        kernels = fused_closeness() if usable else None
         if kernels is not None:
             mt = m.transpose(1, 2).contiguous()
             try:
@@ -164,7 +172,7 @@ class _L1Closeness(torch.autograd.Function):
         if ctx.fused:
             mt, near = ctx.saved_tensors
             kernels = _FUSED.get("kernels")
-            if kernels is not None:
+            if kernels is not None and not _inside_a_mode():
                 try:
                     return kernels[1](mt, near, grad).transpose(1, 2)
                 except Exception as error:
