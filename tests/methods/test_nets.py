@@ -70,6 +70,15 @@ def _needs_a_compiler():
         pytest.skip("no C++ compiler (g++, c++, clang++ or $CXX) to build the fused CPU kernels")
 
 
+def _assert_is_the_formula(m, upstream, values, grad):
+    """``values`` and ``grad`` (of ``(values * upstream).sum()``) equal autograd of the cdist formula at ``m``."""
+    ref = m.clone().requires_grad_()
+    want = _reference(ref)
+    (grad_want,) = torch.autograd.grad((want * upstream).sum(), ref)
+    torch.testing.assert_close(values, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
+
+
 def _closeness_and_gradient(m, upstream):
     m = m.detach().clone().requires_grad_()
     out = l1_closeness(m)
@@ -90,11 +99,7 @@ def test_fused_closeness_kernels_equal_the_formula(seed, kernels, n, dim):
     assert n >= nets.FUSED_MIN_ROWS and nets.fused_closeness() is not None
     got, grad_got = _closeness_and_gradient(m, upstream)
     assert nets._FUSED.get("kernels") is not None, "the compiled kernels failed and cdist stood in"
-    ref = m.clone().requires_grad_()
-    want = _reference(ref)
-    (grad_want,) = torch.autograd.grad((want * upstream).sum(), ref)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(grad_got, grad_want, rtol=1e-10, atol=1e-12)
+    _assert_is_the_formula(m, upstream, got, grad_got)
 
 
 def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monkeypatch):
@@ -114,43 +119,25 @@ def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monk
     assert not torch.equal(fused[1], plain[1])  # two computations (sums in another order), not one path twice
 
 
-def test_closeness_falls_back_to_cdist_when_the_kernels_cannot_be_built(monkeypatch):
-    """A machine without a working compiler: one warning, the same values from cdist, no crash."""
+@pytest.mark.parametrize("broken_part", ["both", "backward"])
+def test_closeness_falls_back_to_cdist_when_a_kernel_breaks(monkeypatch, broken_part):
+    """A machine without a working compiler (both kernels fail), or a backward kernel that breaks after a working
+    forward: one warning, the formula's values and gradient, no crash, and no retry at every batch."""
     from mmclust.methods import nets
 
     def broken(*args):
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setitem(nets._FUSED, "kernels", (broken, broken))
+    if broken_part == "backward":
+        _needs_a_compiler()
+    forward = broken if broken_part == "both" else nets.fused_closeness()[0]
+    monkeypatch.setitem(nets._FUSED, "kernels", (forward, broken))
     g = torch.Generator().manual_seed(4)
     m, upstream = torch.randn(3, 33, 4, generator=g, dtype=torch.float64), torch.randn(3, 33, generator=g, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
-        got, grad = _closeness_and_gradient(m, upstream)
-    assert nets._FUSED["kernels"] is None  # not retried at every batch
-    ref = m.clone().requires_grad_()
-    want = _reference(ref)
-    (grad_want,) = torch.autograd.grad((want * upstream).sum(), ref)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
-
-
-def test_closeness_backward_falls_back_when_only_the_backward_kernel_breaks(monkeypatch):
-    from mmclust.methods import nets
-
-    _needs_a_compiler()
-    forward = nets.fused_closeness()[0]
-
-    def broken(*args):
-        raise RuntimeError("backward kernel broke")
-
-    monkeypatch.setitem(nets._FUSED, "kernels", (forward, broken))
-    g = torch.Generator().manual_seed(5)
-    m, upstream = torch.randn(2, 36, 3, generator=g, dtype=torch.float64), torch.randn(2, 36, generator=g, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="backward kernel broke"):
-        _, grad = _closeness_and_gradient(m, upstream)
-    ref = m.clone().requires_grad_()
-    (grad_want,) = torch.autograd.grad((_reference(ref) * upstream).sum(), ref)
-    torch.testing.assert_close(grad, grad_want, rtol=1e-10, atol=1e-12)
+        values, grad = _closeness_and_gradient(m, upstream)
+    assert nets._FUSED["kernels"] is None
+    _assert_is_the_formula(m, upstream, values, grad)
 
 
 def test_compiled_kernels_are_not_called_inside_a_tensor_mode(monkeypatch):
