@@ -35,7 +35,6 @@ from ..metrics import score
 from .code_identity import code_fingerprint
 from .store import Heartbeat, ResultStore, new_owner
 from . import validate as _validate
-from ..methods.nets import fused_kernels_state
 from .threads import current_threads, limit_threads, run_layout
 
 __all__ = ["RunSpec", "execute_run", "reproduce", "open_store_for", "build_grid", "run_id_of", "config_id_of",
@@ -231,6 +230,8 @@ def environment_fingerprint() -> dict:
     import scipy
     import sklearn
     import torch
+
+    from ..methods.nets import fused_kernels_state
 
     env = {
         "python": platform.python_version(), "platform": platform.platform(), "numpy": np.__version__,
