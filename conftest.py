@@ -67,6 +67,17 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
 
 
+@pytest.fixture(scope="session")
+def cpp_compiler():
+    """Skip, naming what is missing, where no C++ compiler exists to build torch's compiled CPU kernels (the
+    minibatch layer's fused path). Only then: where one exists, a kernel that fails to build fails its test."""
+    import os
+    import shutil
+
+    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
+        pytest.skip("no C++ compiler (g++, c++, clang++ or $CXX) to build the fused CPU kernels")
+
+
 def require_dataset(name: str):
     """Load a registered data set or skip the test naming the missing file."""
     from mmclust.data import registry

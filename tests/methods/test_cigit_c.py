@@ -353,17 +353,13 @@ def test_set_gradients_keeps_each_parameters_layout():
     torch.testing.assert_close(w.detach(), -torch.sign(c.t()))  # Adam's first step: -lr * sign(grad)
 
 
-def test_training_batches_take_the_fused_kernels_and_agree_with_cdist(data, monkeypatch):
+def test_training_batches_take_the_fused_kernels_and_agree_with_cdist(data, monkeypatch, cpp_compiler):
     """The discriminators' minibatch layer on the CPU: SMALL's batches are large enough for the compiled kernels
     (so the repeatability test above exercises them), and a fit through them follows the cdist fit to float32
     rounding (the losses, not bit for bit). A wrong fused gradient changes the discriminators' training and fails here,
     which the kernel-level tests in test_nets.py alone would not show for the training path."""
-    import shutil
-
     from mmclust.methods import nets
 
-    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
-        pytest.skip("no C++ compiler to build the fused CPU kernels")
     monkeypatch.delenv("MMCLUST_COMPILE", raising=False)  # this test is about the fused path, even in a session run without it
     taken = {True: 0, False: 0}
     forward = nets._L1Closeness.forward

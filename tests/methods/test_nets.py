@@ -17,14 +17,9 @@ def _reference(m):
 @given(seed=st.integers(0, 2**16), kernels=st.integers(1, 4), n=st.integers(1, 12), dim=st.integers(1, 5))
 def test_l1_closeness_values_and_gradient_equal_autograd_of_the_formula(seed, kernels, n, dim):
     g = torch.Generator().manual_seed(seed)
-    m = torch.randn(kernels, n, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    m = torch.randn(kernels, n, dim, generator=g, dtype=torch.float64)
     upstream = torch.randn(kernels, n, generator=g, dtype=torch.float64)
-    got = l1_closeness(m)
-    want = _reference(m)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    (grad_got,) = torch.autograd.grad((got * upstream).sum(), m)
-    (grad_want,) = torch.autograd.grad((want * upstream).sum(), m)
-    torch.testing.assert_close(grad_got, grad_want, rtol=1e-10, atol=1e-12)
+    _assert_is_the_formula(m, upstream, *_closeness_and_gradient(m, upstream))
 
 
 def test_l1_closeness_passes_gradcheck():
@@ -60,16 +55,6 @@ def _compiling_allowed(monkeypatch):
     monkeypatch.delenv("MMCLUST_COMPILE", raising=False)
 
 
-def _needs_a_compiler():
-    """The fused kernels are compiled C++: skip (naming what is missing) only where no compiler exists, so a kernel
-    that fails to build on a machine that has one fails these tests instead of hiding behind a skip."""
-    import os
-    import shutil
-
-    if not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c):
-        pytest.skip("no C++ compiler (g++, c++, clang++ or $CXX) to build the fused CPU kernels")
-
-
 def _assert_is_the_formula(m, upstream, values, grad):
     """``values`` and ``grad`` (of ``(values * upstream).sum()``) equal autograd of the cdist formula at ``m``."""
     ref = m.clone().requires_grad_()
@@ -88,11 +73,10 @@ def _closeness_and_gradient(m, upstream):
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**16), kernels=st.integers(2, 4), n=st.integers(32, 70), dim=st.integers(2, 5))
-def test_fused_closeness_kernels_equal_the_formula(seed, kernels, n, dim):
+def test_fused_closeness_kernels_equal_the_formula(cpp_compiler, seed, kernels, n, dim):
     """Batches of FUSED_MIN_ROWS rows or more go through the compiled kernels: the formula's values and gradient."""
     from mmclust.methods import nets
 
-    _needs_a_compiler()
     g = torch.Generator().manual_seed(seed)
     m = torch.randn(kernels, n, dim, generator=g, dtype=torch.float64)
     upstream = torch.randn(kernels, n, generator=g, dtype=torch.float64)
@@ -102,11 +86,10 @@ def test_fused_closeness_kernels_equal_the_formula(seed, kernels, n, dim):
     _assert_is_the_formula(m, upstream, got, grad_got)
 
 
-def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monkeypatch):
+def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monkeypatch, cpp_compiler):
     """The training dtype: fused kernels and cdist agree to float32 rounding; MMCLUST_COMPILE=0 takes cdist."""
     from mmclust.methods import nets
 
-    _needs_a_compiler()
     g = torch.Generator().manual_seed(3)
     m, upstream = torch.randn(16, 40, 8, generator=g), torch.randn(16, 40, generator=g)
     fused = _closeness_and_gradient(m, upstream)
@@ -120,7 +103,7 @@ def test_fused_closeness_in_float32_agrees_with_cdist_and_can_be_turned_off(monk
 
 
 @pytest.mark.parametrize("broken_part", ["both", "backward"])
-def test_closeness_falls_back_to_cdist_when_a_kernel_breaks(monkeypatch, broken_part):
+def test_closeness_falls_back_to_cdist_when_a_kernel_breaks(monkeypatch, request, broken_part):
     """A machine without a working compiler (both kernels fail), or a backward kernel that breaks after a working
     forward: one warning, the formula's values and gradient, no crash, and no retry at every batch."""
     from mmclust.methods import nets
@@ -128,8 +111,8 @@ def test_closeness_falls_back_to_cdist_when_a_kernel_breaks(monkeypatch, broken_
     def broken(*args):
         raise RuntimeError("no C++ compiler")
 
-    if broken_part == "backward":
-        _needs_a_compiler()
+    if broken_part == "backward":  # the forward is the real compiled one
+        request.getfixturevalue("cpp_compiler")
     forward = broken if broken_part == "both" else nets.fused_closeness()[0]
     monkeypatch.setitem(nets._FUSED, "kernels", (forward, broken))
     g = torch.Generator().manual_seed(4)
