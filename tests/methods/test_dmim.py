@@ -246,3 +246,28 @@ def test_rejects_unpaired_data_and_bad_settings(small):
         DMIM(**{**TINY, "lr": 0}).fit(small)
     with pytest.raises(RuntimeError, match="fit"):
         DMIM(**TINY).predict(small)
+
+
+def test_a_non_finite_loss_stops_the_fit_at_its_step_before_any_update(small, monkeypatch):
+    """The step's parts are read once, before the update: a NaN loss raises DivergenceError naming the step, the
+    weights keep the last finite step's values, and the rows before it are in the history."""
+    from mmclust.methods import DivergenceError
+
+    losses, calls, snapshot = DMIM._losses, [], {}
+
+    def nan_at_step_3(self, outs, pseudo, gen):
+        parts = losses(self, outs, pseudo, gen)
+        calls.append(1)
+        if len(calls) == 4:
+            snapshot.update({k: v.detach().clone() for k, v in self.net_.state_dict().items()})
+            parts["total"] = parts["total"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(DMIM, "_losses", nan_at_step_3)
+    est = DMIM(random_state=0, **TINY)
+    with pytest.raises(DivergenceError, match="DMIM loss became non-finite at epoch 3") as info:
+        est.fit(small)
+    assert info.value.epoch == 3
+    assert [row["step"] for row in est.history_] == [0, 1, 2]
+    for key, value in est.net_.state_dict().items():
+        assert torch.equal(value, snapshot[key]), key  # no NaN update reached the weights

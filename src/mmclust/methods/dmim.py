@@ -60,6 +60,8 @@ label-leak test, and is deliberately left out: there is no label-selected varian
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
@@ -71,8 +73,8 @@ from tqdm.auto import tqdm
 from .. import ops
 from ..data import DataError, MultiModalDataset
 from ..runtime import resolve_device, seed_from, torch_generator
-from .base import MultiModalClusterer
-from .nets import as_device_tensor, check_finite, mlp
+from .base import DivergenceError, MultiModalClusterer
+from .nets import as_device_tensor, mlp
 
 __all__ = ["DMIM", "dmim_loss", "sinkhorn_pseudo_labels"]
 
@@ -375,12 +377,16 @@ class DMIM(MultiModalClusterer):
                 # UD_constraint computes before its update)
                 pseudo = self._pseudo_labels(outs)
             parts = self._losses(outs, pseudo, gen)
-            check_finite(parts["total"], "DMIM loss", step)
+            # every part in one host copy (one synchronisation a step, which is an epoch: full-batch training),
+            # read before the update so that a non-finite loss stops the fit before it reaches the weights
+            read = dict(zip(parts, torch.stack([val.detach().reshape(()) for val in parts.values()]).cpu().tolist()))
+            if not math.isfinite(read["total"]):
+                raise DivergenceError(f"DMIM loss became non-finite at epoch {step}", epoch=step)
             opt.zero_grad(set_to_none=True)
             parts["total"].backward()
             opt.step()
-            self.history_.append({"step": step, **{f"{key}_loss" if key == "total" else key: float(val.detach())
-                                                   for key, val in parts.items()}, "pseudo_refreshed": bool(refresh)})
+            self.history_.append({"step": step, **{f"{key}_loss" if key == "total" else key: val for key, val in read.items()},
+                                  "pseudo_refreshed": bool(refresh)})
         self.n_steps_ = self.max_epochs
         logits = self._image_logits(xs[0])
         self.cluster_probabilities_ = torch.softmax(logits, 1).cpu().numpy()
