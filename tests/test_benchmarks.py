@@ -402,3 +402,85 @@ def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads):
     n_batches = -(-ds.n_samples // model.batch_size)
     macs = cigit_c_epoch_multiply_adds(model.nets_, rows.n_img, rows.n_txt, n_batches)
     _record_ratio_to_flop_bound(benchmark, epoch, macs)
+
+
+# The phases of a CIGIT-C fit that train for a number of epochs, in the order fit runs them.
+RUN_PHASES = ("pretrain_epochs", "gan_pretrain_epochs", "max_epochs")
+
+
+def _fit_multiply_adds(ds, params: dict, **epochs) -> int:
+    """Matrix multiply-adds (torch's FlopCounterMode: matmuls only) of one CIGIT-C fit with ``epochs`` of each phase
+    (0 for the phases not named)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmclust.methods.cigit_c import CIGITC
+
+    with FlopCounterMode(display=False) as counter:
+        CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0), **epochs}).fit(ds)
+    return counter.get_total_flops() // 2
+
+
+def cigit_c_run_multiply_adds(ds, params: dict) -> dict:
+    """Matrix multiply-adds of a whole CIGIT-C fit with ``params`` (its defaults: the paper's 100 + 50 + 200 epochs),
+    by phase: one epoch of a phase is a fit with that phase at one epoch less the fit with none, times the phase's
+    epochs; ``outside_epochs`` is the fit with none (initial codes, the final assignment).
+
+    A lower bound of the run's arithmetic: FlopCounterMode counts matrix products, not the minibatch layer's
+    pairwise L1 sums (in :func:`cigit_c_epoch_multiply_adds`, about 3 % of a training epoch)."""
+    from mmclust.methods.cigit_c import CIGITC
+
+    defaults = CIGITC(**params)
+    outside = _fit_multiply_adds(ds, params)
+    return {"outside_epochs": outside,
+            **{phase: (_fit_multiply_adds(ds, params, **{phase: 1}) - outside) * getattr(defaults, phase) for phase in RUN_PHASES}}
+
+
+def test_each_cigit_c_epoch_of_a_phase_has_the_same_multiply_adds():
+    """What the run count rests on: within a phase, every epoch adds the same multiply-adds (the batches partition the
+    same rows each epoch), so one epoch times the phase's epochs is the phase."""
+    from mmclust.data import incomplete, make_multiview_blobs
+
+    ds = incomplete(make_multiview_blobs(300, 3, dims={"image": 40, "text": 20}, seed=4), 0.4, seed=0)
+    params = dict(random_state=0, device="cpu", kmeans_n_init=1, batch_size=64)
+    outside = _fit_multiply_adds(ds, params)
+    for phase in RUN_PHASES:
+        one, two = (_fit_multiply_adds(ds, params, **{phase: e}) - outside for e in (1, 2))
+        assert one > 0 and two == 2 * one, (phase, one, two)
+    counts = cigit_c_run_multiply_adds(ds, {**params, "pretrain_epochs": 3, "gan_pretrain_epochs": 2, "max_epochs": 4})
+    assert sum(counts.values()) == _fit_multiply_adds(ds, params, pretrain_epochs=3, gan_pretrain_epochs=2, max_epochs=4)
+
+
+def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
+    """A whole CIGIT-C BDGP run (50 % missing, the paper's settings) as square float32 matmuls on 2 threads.
+
+    ``bound_s``: the run's matrix multiply-adds (:func:`cigit_c_run_multiply_adds`) at the rate of 512 x 512 matmuls
+    on 2 threads, timed on a tenth of them (the benchmark's subject) and scaled: no float32 run of this arithmetic on
+    this machine's 2 threads can be faster. Recorded beside it: the multiply-adds per phase, and ``bound_to_target``
+    against the 60 s asked of a run on 2 threads.
+    """
+    from mmclust.data import incomplete
+    from mmclust.methods.cigit_c import CIGITC
+
+    ds = incomplete(load_real("bdgp"), 0.5, 0)
+    # k-means restarts add no matrix products (scikit-learn, on the host): one is enough for the count
+    counts = cigit_c_run_multiply_adds(ds, {**CIGITC.params_for_dataset("bdgp"), "random_state": 0, "device": "cpu",
+                                            "kmeans_n_init": 1})
+    macs = sum(counts.values())
+    a = torch.randn(512, 512)
+    n_mm = max(1, round(macs / 512**3 / 10))
+
+    def tenth():
+        for _ in range(n_mm):
+            torch.mm(a, a)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        benchmark.pedantic(tenth, rounds=3, iterations=1)
+        (t_tenth,) = _best_of(tenth, repeat=3)
+    finally:
+        torch.set_num_threads(before)
+    assert counts["max_epochs"] > counts["pretrain_epochs"] > 0
+    bound_s = t_tenth * macs / (n_mm * 512**3)
+    benchmark.extra_info.update(multiply_adds=macs, **{f"{phase}_multiply_adds": v for phase, v in counts.items()},
+                                bound_s=bound_s, target_s=60.0, bound_to_target=bound_s / 60.0, torch_threads=2)
