@@ -271,3 +271,18 @@ def test_a_non_finite_loss_stops_the_fit_at_its_step_before_any_update(small, mo
     assert [row["step"] for row in est.history_] == [0, 1, 2]
     for key, value in est.net_.state_dict().items():
         assert torch.equal(value, snapshot[key]), key  # no NaN update reached the weights
+
+
+@pytest.mark.parametrize("variant", ["full", "official_code"])
+def test_history_holds_each_steps_loss_parts_exactly(small, monkeypatch, variant):
+    """The one host copy a step reads every part's float32 value unchanged (what ``float(part)`` gives)."""
+    losses, seen = DMIM._losses, []
+
+    def recording(self, outs, pseudo, gen):
+        parts = losses(self, outs, pseudo, gen)
+        seen.append({("total_loss" if key == "total" else key): float(val.detach()) for key, val in parts.items()})
+        return parts
+
+    monkeypatch.setattr(DMIM, "_losses", recording)
+    est = DMIM(random_state=1, **{**TINY, **DMIM.VARIANTS[variant]}).fit(small)
+    assert [{k: v for k, v in row.items() if k not in ("step", "pseudo_refreshed")} for row in est.history_] == seen

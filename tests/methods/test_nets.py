@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmclust.methods.nets import MinibatchDiscrimination, l1_closeness
+from mmclust.methods.nets import MinibatchDiscrimination, l1_closeness, masked_input
 
 
 def _reference(m):
@@ -178,3 +178,23 @@ def test_fused_adam_takes_adams_steps(betas):
     for p, q in zip(a, b):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
     assert not torch.allclose(a[0], start[0])  # it moved
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("rate", [1e-7, 0.2, 1 / 3, 0.9])
+def test_masked_input_is_the_dropout_expression_bit_for_bit(dtype, rate):
+    """``inp * (u >= rate) / (1 - rate)`` with the same uniforms, compared as bits (signed zeros, NaN, infinities and
+    denormals included), in the input's dtype; the input itself is left alone."""
+    g = torch.Generator().manual_seed(3)
+    inp = torch.randn(64, 37, generator=g).to(dtype)
+    special = torch.tensor([-0.0, 0.0, float("nan"), float("inf"), -float("inf"), 1e-40, -1e-40], dtype=torch.float64)
+    inp[:, :7] = special.to(dtype)
+    before = inp.clone()
+    want = inp * (torch.rand(inp.shape, generator=torch.Generator().manual_seed(9)) >= rate) / (1.0 - rate)
+    got = masked_input(inp, rate, torch.Generator().manual_seed(9))
+    assert got.dtype == dtype and got.shape == inp.shape
+    bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16}[dtype]
+    assert torch.equal(got.view(bits), want.view(bits))
+    assert torch.equal(inp.view(bits), before.view(bits))
+    kept = (got != 0)[:, 7:]
+    assert 0 < kept.float().mean() and (rate > 0.5 or kept.float().mean() > 0.4)  # the mask is not all or nothing
