@@ -3,6 +3,7 @@
 In the default run timing is disabled and each benchmarked function runs once, as a smoke test.
 """
 
+import os
 import time
 
 import numpy as np
@@ -13,6 +14,49 @@ from scipy.optimize import linear_sum_assignment
 from mmclust import metrics, ops
 
 pytestmark = pytest.mark.benchmark
+
+# The FLOP-bound epoch benchmarks run on this device (``MMCLUST_BENCH_DEVICE``, default the CPU); on a GPU every timer
+# stops after the device has finished (torch.cuda.synchronize), not when the host has queued the work.
+BENCH_DEVICE_ENV = "MMCLUST_BENCH_DEVICE"
+
+
+@pytest.fixture(scope="module")
+def bench_device() -> torch.device:
+    return bench_device_from(os.environ.get(BENCH_DEVICE_ENV, ""))
+
+
+def bench_device_from(name: str) -> torch.device:
+    """The device ``MMCLUST_BENCH_DEVICE`` names (empty: the CPU); a skip naming what is missing when it is CUDA on a
+    machine without it, a usage error for anything else that is not a CPU or a CUDA device."""
+    name = name.strip() or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise pytest.UsageError(f"{BENCH_DEVICE_ENV}={name!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"{BENCH_DEVICE_ENV}={name} but CUDA is not available to this torch build")
+    if device.type not in ("cpu", "cuda"):
+        raise pytest.UsageError(f"{BENCH_DEVICE_ENV}={name!r}: the benchmarks time 'cpu' or 'cuda' devices")
+    return device
+
+
+def _synchronise(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, whose operations return when done)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _on_device_finish(fn, device):
+    """``fn`` followed by a device synchronisation, so that a timer around it measures the work, not its queueing."""
+    if torch.device(device).type == "cpu":
+        return fn
+
+    def synchronised(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        _synchronise(device)
+        return out
+
+    return synchronised
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +74,50 @@ def test_bench_metric_1e6(benchmark, million_labels, name):
     assert 0.5 < value <= 1.0
 
 
-def _best_of(*fns, repeat: int = 15) -> list[float]:
+def _best_of(*fns, repeat: int = 15, device="cpu") -> list[float]:
     """Shortest of ``repeat`` timings of each function (the least disturbed by other load), in seconds.
 
-    The functions take turns, so a burst of load on a shared machine hits them alike.
+    The functions take turns, so a burst of load on a shared machine hits them alike. On a GPU ``device`` each timing
+    starts and stops on a synchronised device.
     """
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for i, fn in enumerate(fns):
+            _synchronise(device)
             t = time.perf_counter()
             fn()
+            _synchronise(device)
             best[i] = min(best[i], time.perf_counter() - t)
     return best
+
+
+def test_timers_wait_for_a_gpu_and_leave_the_cpu_alone(monkeypatch):
+    """On a CUDA device every timing starts and stops on a synchronised device; on the CPU nothing is added."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
+    work = lambda: calls.append("work")
+    _on_device_finish(work, "cuda")()
+    assert calls == ["work", "sync"]
+    calls.clear()
+    _best_of(work, repeat=2, device="cuda")
+    assert calls == ["sync", "work", "sync"] * 2
+    calls.clear()
+    assert _on_device_finish(work, "cpu") is work
+    _best_of(work, repeat=2, device="cpu")
+    assert calls == ["work", "work"]
+
+
+def test_bench_device_from_the_environment():
+    assert bench_device_from("") == torch.device("cpu") == bench_device_from(" cpu ")
+    with pytest.raises(pytest.UsageError, match="not a torch device"):
+        bench_device_from("gpu0")
+    with pytest.raises(pytest.UsageError, match="'cpu' or 'cuda'"):
+        bench_device_from("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(pytest.skip.Exception, match="CUDA is not available"):
+            bench_device_from("cuda")
+    else:
+        assert bench_device_from("cuda").type == "cuda"
 
 
 @pytest.mark.parametrize("n_classes,n_clusters", [(10, 10), (100, 100), (100, 1000)])
@@ -154,19 +230,27 @@ def torch_threads(request):
     torch.set_num_threads(before)
 
 
-def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, size: int = 512) -> None:
-    """Time ``epoch`` against the same number of multiply-adds done as 512 x 512 matmuls (the machine's rate, same
-    run), and record both and their ratio in the benchmark's extra_info."""
-    a = torch.randn(size, size)
+# Side of the square matmuls that measure a device's rate: 512 reaches the CPU's peak (within 3 % of 256-2048 on the
+# 2-core development machine); a GPU needs larger products to leave kernel launches out of the rate.
+BOUND_SIZE = {"cpu": 512, "cuda": 4096}
+
+
+def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, device="cpu") -> None:
+    """Time ``epoch`` against the same number of multiply-adds done as square float32 matmuls on ``device`` (the
+    machine's rate, same run), and record both and their ratio in the benchmark's extra_info."""
+    device = torch.device(device)
+    size = BOUND_SIZE[device.type]
+    a = torch.randn(size, size, device=device)
     n_mm = max(1, round(macs / size**3))
 
     def bound():
         for _ in range(n_mm):
             torch.mm(a, a)
 
-    t_epoch, t_bound = _best_of(epoch, bound, repeat=3)
+    t_epoch, t_bound = _best_of(epoch, bound, repeat=3, device=device)
     benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
-                                torch_threads=torch.get_num_threads())
+                                device=str(device), bound_matmul_size=size,
+                                torch_threads=torch.get_num_threads() if device.type == "cpu" else None)
 
 
 def _linear_multiply_adds(modules, rows: int) -> int:
@@ -180,7 +264,7 @@ def _linear_multiply_adds(modules, rows: int) -> int:
     return sum(layer.in_features * layer.out_features * (2 if i == 0 else 3) * rows for i, layer in enumerate(layers))
 
 
-def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real, torch_threads):
+def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real, torch_threads, bench_device):
     """One DEC / JECL auto-encoder pre-training epoch on BDGP (concatenated views, d-500-500-2000-10 and back).
 
     The bound is a chain of square float32 matmuls with the epoch's multiply-adds, timed in the same run;
@@ -192,26 +276,28 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real, torch_t
     from mmclust.runtime import torch_generator
 
     ds = load_real("bdgp")
-    x = as_device_tensor(select_view(ds, "concat", view_means(ds)), "cpu")
+    x = as_device_tensor(select_view(ds, "concat", view_means(ds)), bench_device)
     enc, dec = build_autoencoder(x.shape[1])
     xavier_init_(enc, torch_generator(0))
     xavier_init_(dec, torch_generator(1))
-    gen = torch_generator(0)
+    enc, dec = enc.to(bench_device), dec.to(bench_device)
+    gen = torch_generator(0, bench_device)
 
     def epoch():
-        return pretrain_autoencoders([(enc, dec, x, "")], 1, 1e-3, 256, gen, "cpu", corruption=0.2)
+        return pretrain_autoencoders([(enc, dec, x, "")], 1, 1e-3, 256, gen, bench_device, corruption=0.2)
 
+    epoch = _on_device_finish(epoch, bench_device)
     history = benchmark.pedantic(epoch, rounds=3, iterations=1)
     assert np.isfinite(history[0]["_reconstruction"])
-    _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]))
-    _record_ratio_to_same_gemms(benchmark, epoch, [enc, dec], _batch_sizes(x.shape[0], 256))
+    _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]), bench_device)
+    _record_ratio_to_same_gemms(benchmark, epoch, [enc, dec], _batch_sizes(x.shape[0], 256), bench_device)
 
 
 def _batch_sizes(n: int, batch_size: int) -> list[int]:
     return [min(batch_size, n - start) for start in range(0, n, batch_size)]
 
 
-def _training_gemms(modules, batch_rows: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _training_gemms(modules, batch_rows: list[int], device="cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The matrix products autograd runs for one training pass of ``modules``' Linear layers per batch, with the
     same shapes and layouts: forward ``x @ W.T``, weight gradient ``g.T @ x``, input gradient ``g @ W`` (not for
     the first layer, whose input is data)."""
@@ -222,24 +308,24 @@ def _training_gemms(modules, batch_rows: list[int]) -> list[tuple[torch.Tensor, 
         for net in modules:
             for layer in (m for m in net.modules() if isinstance(m, torch.nn.Linear)):
                 a, b = layer.in_features, layer.out_features
-                x, g, w = torch.randn(r, a), torch.randn(r, b), torch.randn(b, a)
+                x, g, w = (torch.randn(*shape, device=device) for shape in ((r, a), (r, b), (b, a)))
                 pairs = [(x, w.T), (g.T, x)] + ([(g, w)] if layer_index else [])
                 products += pairs * count
                 layer_index += 1
     return products
 
 
-def _record_ratio_to_same_gemms(benchmark, epoch, modules, batch_rows: list[int]) -> None:
+def _record_ratio_to_same_gemms(benchmark, epoch, modules, batch_rows: list[int], device="cpu") -> None:
     """Split the epoch's distance from the FLOP bound in two: the same matrix products done back to back
     (``same_gemms_s``: what the BLAS makes of these shapes, against square products of the same multiply-adds) and
     everything else (``ratio_to_same_gemms`` = epoch / same_gemms_s: optimiser, masks, autograd, Python)."""
-    products = _training_gemms(modules, batch_rows)
+    products = _training_gemms(modules, batch_rows, device)
 
     def gemms():
         for a, b in products:
             torch.mm(a, b)
 
-    t_epoch, t_gemms = _best_of(epoch, gemms, repeat=3)
+    t_epoch, t_gemms = _best_of(epoch, gemms, repeat=3, device=device)
     benchmark.extra_info.update(same_gemms_s=t_gemms, ratio_to_same_gemms=t_epoch / t_gemms,
                                 same_gemms_to_flop_bound=t_gemms / benchmark.extra_info["bound_s"])
 
@@ -373,7 +459,7 @@ def test_cigit_c_multiply_adds_match_torchs_count_of_an_epoch():
     assert abs(counted / measured - 1) < 0.02, (counted, measured)
 
 
-def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads):
+def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads, bench_device):
     """One CIGIT-C training epoch on BDGP at 50 % missing (targets + every batch's encoder and GAN steps).
 
     The bound is a chain of square float32 matmuls with the epoch's multiply-adds
@@ -388,20 +474,21 @@ def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads):
 
     ds = incomplete(load_real("bdgp"), 0.5, 0)
     model = CIGITC(max_epochs=0, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1, random_state=0,
-                   device="cpu").fit(ds)
-    x_img, x_txt, rows = _device_views(ds, "cpu")
+                   device=str(bench_device)).fit(ds)
+    x_img, x_txt, rows = _device_views(ds, bench_device)
     present = [np.asarray(ds.present[v], bool) for v in ds.views]
-    gen, opts, losses = torch_generator(0), model._optimizers(), EpochLosses()
+    gen, opts, losses = torch_generator(0, bench_device), model._optimizers(), EpochLosses()
 
     def epoch():
         return model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, losses)
 
+    epoch = _on_device_finish(epoch, bench_device)
     epoch()  # the first epoch of a process (or of a new thread count) compiles the minibatch layer's kernels
     row = benchmark.pedantic(epoch, rounds=3, iterations=1)
     assert all(np.isfinite(v) for v in row.values())
     n_batches = -(-ds.n_samples // model.batch_size)
     macs = cigit_c_epoch_multiply_adds(model.nets_, rows.n_img, rows.n_txt, n_batches)
-    _record_ratio_to_flop_bound(benchmark, epoch, macs)
+    _record_ratio_to_flop_bound(benchmark, epoch, macs, bench_device)
 
 
 # The phases of a CIGIT-C fit that train for a number of epochs, in the order fit runs them.
