@@ -35,6 +35,8 @@ def bench_device_from(name: str) -> torch.device:
         raise pytest.UsageError(f"{BENCH_DEVICE_ENV}={name!r} is not a torch device ({error})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"{BENCH_DEVICE_ENV}={name} but CUDA is not available to this torch build")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise pytest.UsageError(f"{BENCH_DEVICE_ENV}={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if device.type not in ("cpu", "cuda"):
         raise pytest.UsageError(f"{BENCH_DEVICE_ENV}={name!r}: the benchmarks time 'cpu' or 'cuda' devices")
     return device
@@ -92,22 +94,29 @@ def _best_of(*fns, repeat: int = 15, device="cpu") -> list[float]:
 
 
 def test_timers_wait_for_a_gpu_and_leave_the_cpu_alone(monkeypatch):
-    """On a CUDA device every timing starts and stops on a synchronised device; on the CPU nothing is added."""
+    """On a CUDA device every timing starts and stops on a synchronised device (that device): the clock is read after
+    a synchronisation at both ends; the wrapped function's result comes back; on the CPU nothing is added."""
     calls = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
-    work = lambda: calls.append("work")
-    _on_device_finish(work, "cuda")()
-    assert calls == ["work", "sync"]
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", str(device))))
+    clock = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: calls.append("clock") or clock())
+
+    def work():
+        calls.append("work")
+        return 42
+
+    assert _on_device_finish(work, "cuda:1")() == 42
+    assert calls == ["work", ("sync", "cuda:1")]
     calls.clear()
-    _best_of(work, repeat=2, device="cuda")
-    assert calls == ["sync", "work", "sync"] * 2
+    _best_of(work, repeat=2, device="cuda:1")
+    assert calls == [("sync", "cuda:1"), "clock", "work", ("sync", "cuda:1"), "clock"] * 2
     calls.clear()
     assert _on_device_finish(work, "cpu") is work
     _best_of(work, repeat=2, device="cpu")
-    assert calls == ["work", "work"]
+    assert calls == ["clock", "work", "clock"] * 2
 
 
-def test_bench_device_from_the_environment():
+def test_bench_device_from_the_environment(monkeypatch):
     assert bench_device_from("") == torch.device("cpu") == bench_device_from(" cpu ")
     with pytest.raises(pytest.UsageError, match="not a torch device"):
         bench_device_from("gpu0")
@@ -118,6 +127,12 @@ def test_bench_device_from_the_environment():
             bench_device_from("cuda")
     else:
         assert bench_device_from("cuda").type == "cuda"
+    # a machine with one GPU: its index 0 is taken, an index beyond it is named as the problem
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert bench_device_from("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(pytest.UsageError, match="has 1 CUDA device"):
+        bench_device_from("cuda:7")
 
 
 @pytest.mark.parametrize("n_classes,n_clusters", [(10, 10), (100, 100), (100, 1000)])
@@ -247,10 +262,36 @@ def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, device="cpu") -> No
         for _ in range(n_mm):
             torch.mm(a, a)
 
-    t_epoch, t_bound = _best_of(epoch, bound, repeat=3, device=device)
+    t_epoch, t_products = _best_of(epoch, bound, repeat=3, device=device)
+    # the products' rate applied to the epoch's exact multiply-adds: on a GPU one 4096-square product can be more work
+    # than a whole epoch (DEC: 2.3x), so the product count alone would overstate the bound
+    t_bound = square_matmul_seconds(t_products, n_mm, macs, size)
     benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
-                                device=str(device), bound_matmul_size=size,
-                                torch_threads=torch.get_num_threads() if device.type == "cpu" else None)
+                                bound_products=n_mm, bound_products_s=t_products, **_precision_record(device, size))
+
+
+def _precision_record(device: torch.device, size: int) -> dict:
+    """What the rate was measured on: the device, the matmul size, torch's float32 matmul precision (``"high"`` lets
+    CUDA use TF32 for the bound and the epoch alike, several times the full-precision rate) and CPU threads."""
+    record = dict(device=str(device), bound_matmul_size=size, float32_matmul_precision=torch.get_float32_matmul_precision(),
+                  torch_threads=torch.get_num_threads())
+    if device.type == "cuda":
+        record.update(device_name=torch.cuda.get_device_name(device), allow_tf32=torch.backends.cuda.matmul.allow_tf32)
+    return record
+
+
+def test_the_flop_bound_is_the_epochs_multiply_adds_at_the_products_rate():
+    """However many square products are timed, ``bound_s`` is their rate applied to the epoch's multiply-adds."""
+    from types import SimpleNamespace
+
+    for macs in (int(0.44 * 512**3), 3 * 512**3 + 12345):
+        bench = SimpleNamespace(extra_info={})
+        _record_ratio_to_flop_bound(bench, lambda: None, macs, "cpu")
+        info = bench.extra_info
+        assert info["bound_products"] == max(1, round(macs / 512**3))
+        assert info["bound_s"] == pytest.approx(info["bound_products_s"] * macs / (info["bound_products"] * 512**3), rel=1e-12)
+        assert info["ratio_to_flop_bound"] == pytest.approx(info["epoch_s"] / info["bound_s"], rel=1e-12)
+        assert info["device"] == "cpu" and info["bound_matmul_size"] == 512
 
 
 def _linear_multiply_adds(modules, rows: int) -> int:
@@ -287,7 +328,8 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real, torch_t
         return pretrain_autoencoders([(enc, dec, x, "")], 1, 1e-3, 256, gen, bench_device, corruption=0.2)
 
     epoch = _on_device_finish(epoch, bench_device)
-    history = benchmark.pedantic(epoch, rounds=3, iterations=1)
+    # one round first, untimed: on a GPU it pays for the library's set-up and the memory pool, not the epoch
+    history = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     assert np.isfinite(history[0]["_reconstruction"])
     _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]), bench_device)
     _record_ratio_to_same_gemms(benchmark, epoch, [enc, dec], _batch_sizes(x.shape[0], 256), bench_device)
