@@ -255,19 +255,25 @@ def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, device="cpu") -> No
     machine's rate, same run), and record both and their ratio in the benchmark's extra_info."""
     device = torch.device(device)
     size = BOUND_SIZE[device.type]
-    a = torch.randn(size, size, device=device)
     n_mm = max(1, round(macs / size**3))
-
-    def bound():
-        for _ in range(n_mm):
-            torch.mm(a, a)
-
+    bound = _square_products(n_mm, size, device)
     t_epoch, t_products = _best_of(epoch, bound, repeat=3, device=device)
     # the products' rate applied to the epoch's exact multiply-adds: on a GPU one 4096-square product can be more work
     # than a whole epoch (DEC: 2.3x), so the product count alone would overstate the bound
     t_bound = square_matmul_seconds(t_products, n_mm, macs, size)
     benchmark.extra_info.update(multiply_adds=macs, epoch_s=t_epoch, bound_s=t_bound, ratio_to_flop_bound=t_epoch / t_bound,
                                 bound_products=n_mm, bound_products_s=t_products, **_precision_record(device, size))
+
+
+def _square_products(n: int, size: int = 512, device="cpu"):
+    """A function that does ``n`` size x size float32 matmuls on ``device`` (the rate the bounds are measured at)."""
+    a = torch.randn(size, size, device=device)
+
+    def products():
+        for _ in range(n):
+            torch.mm(a, a)
+
+    return products
 
 
 def _precision_record(device: torch.device, size: int) -> dict:
@@ -433,16 +439,28 @@ def cigit_c_epoch_multiply_adds(nets, n_img: int, n_txt: int, n_batches: int) ->
     about r^2 / n_batches pairs in all.
     """
     def disc(d, fakes, reals):
-        l1 = d.minibatch.n_kernels * d.minibatch.kernel_dim * (3 * fakes * fakes + 2 * reals * reals) / n_batches
         forward = _pass_multiply_adds(d, fakes, False)
         fakes_cost = _pass_multiply_adds(d, fakes, True, input_grad=True) + _pass_multiply_adds(d, fakes, True) - 2 * forward
-        return fakes_cost + _pass_multiply_adds(d, reals, True) + int(l1)
+        return fakes_cost + _pass_multiply_adds(d, reals, True) + _minibatch_l1_multiply_adds(d, fakes, reals, n_batches)
 
     total = 0
     for enc, gen, rows in ((nets.enc_img, nets.g12, n_img), (nets.enc_txt, nets.g21, n_txt)):
         total += _pass_multiply_adds(enc, rows, True) + 2 * _pass_multiply_adds(enc, rows, False)
         total += _pass_multiply_adds(gen, rows, True) + 2 * _pass_multiply_adds(gen, rows, False)
     return total + disc(nets.d1, n_img, n_txt) + disc(nets.d2, n_txt, n_img)
+
+
+def _minibatch_l1_multiply_adds(d, fakes: int, reals: int, n_batches: int) -> int:
+    """A discriminator's minibatch-layer L1 terms over an epoch (see :func:`cigit_c_epoch_multiply_adds`)."""
+    return int(d.minibatch.n_kernels * d.minibatch.kernel_dim * (3 * fakes * fakes + 2 * reals * reals) / n_batches)
+
+
+def cigit_c_epoch_matmul_multiply_adds(nets, n_img: int, n_txt: int, n_batches: int) -> int:
+    """:func:`cigit_c_epoch_multiply_adds` without the minibatch layer's L1 terms: the matrix products alone, what
+    torch's FlopCounterMode counts."""
+    l1 = (_minibatch_l1_multiply_adds(nets.d1, n_img, n_txt, n_batches)
+          + _minibatch_l1_multiply_adds(nets.d2, n_txt, n_img, n_batches))
+    return cigit_c_epoch_multiply_adds(nets, n_img, n_txt, n_batches) - l1
 
 
 def test_cigit_c_multiply_adds_count_by_hand():
@@ -494,10 +512,8 @@ def test_cigit_c_multiply_adds_match_torchs_count_of_an_epoch():
     with counter:
         model._train_epoch(0, x_img, x_txt, rows, present, torch_generator(0), model._optimizers(), EpochLosses())
     measured = counter.get_total_flops() // 2
-    nb, nets = -(-ds.n_samples // model.batch_size), model.nets_
-    l1 = sum(int(d.minibatch.n_kernels * d.minibatch.kernel_dim * (3 * f * f + 2 * r * r) / nb)
-             for d, f, r in ((nets.d1, rows.n_img, rows.n_txt), (nets.d2, rows.n_txt, rows.n_img)))
-    counted = cigit_c_epoch_multiply_adds(nets, rows.n_img, rows.n_txt, nb) - l1
+    nb = -(-ds.n_samples // model.batch_size)
+    counted = cigit_c_epoch_matmul_multiply_adds(model.nets_, rows.n_img, rows.n_txt, nb)
     assert abs(counted / measured - 1) < 0.02, (counted, measured)
 
 
@@ -585,23 +601,19 @@ def test_each_cigit_c_epoch_of_a_phase_has_the_same_multiply_adds():
 
     ds = incomplete(make_multiview_blobs(300, 3, dims={"image": 40, "text": 20}, seed=4), 0.4, seed=0)
     params = dict(random_state=0, device="cpu", kmeans_n_init=1, batch_size=64)
-    outside = _fit_multiply_adds(ds, params)
-    for phase in RUN_PHASES:
-        one, two = (_fit_multiply_adds(ds, params, **{phase: e}) - outside for e in (1, 2))
-        assert one > 0 and two == 2 * one, (phase, one, two)
     epochs = {"pretrain_epochs": 3, "gan_pretrain_epochs": 2, "max_epochs": 4}
     counts = cigit_c_run_multiply_adds(ds, {**params, **epochs})
     assert sum(counts.values()) == _fit_multiply_adds(ds, params, **epochs)
+    for phase in RUN_PHASES:
+        one, two = (_fit_multiply_adds(ds, params, **{phase: e}) - counts["outside_epochs"] for e in (1, 2))
+        assert one > 0 and two == 2 * one, (phase, one, two)
 
     nets = CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0)}).fit(ds).nets_
     rows = _device_views(ds, "cpu")[2]
     pretrain = (_linear_multiply_adds([nets.enc_img, nets.dec_img], rows.n_img)
                 + _linear_multiply_adds([nets.enc_txt, nets.dec_txt], rows.n_txt))
     assert counts["pretrain_epochs"] == 3 * pretrain
-    nb = -(-ds.n_samples // 64)
-    l1 = sum(int(d.minibatch.n_kernels * d.minibatch.kernel_dim * (3 * f * f + 2 * r * r) / nb)
-             for d, f, r in ((nets.d1, rows.n_img, rows.n_txt), (nets.d2, rows.n_txt, rows.n_img)))
-    by_shapes = cigit_c_epoch_multiply_adds(nets, rows.n_img, rows.n_txt, nb) - l1
+    by_shapes = cigit_c_epoch_matmul_multiply_adds(nets, rows.n_img, rows.n_txt, -(-ds.n_samples // 64))
     assert abs(counts["max_epochs"] / 4 / by_shapes - 1) < 0.02, (counts["max_epochs"] / 4, by_shapes)
 
 
@@ -625,13 +637,8 @@ def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
     macs = sum(counts.values())
     assert counts["max_epochs"] > counts["pretrain_epochs"] > 0
     benchmark.extra_info.update(multiply_adds=macs, **{f"{phase}_multiply_adds": v for phase, v in counts.items()})
-    a = torch.randn(512, 512)
     n_mm = 1 if benchmark.disabled else max(1, round(macs / 512**3 / 10))
-
-    def tenth():
-        for _ in range(n_mm):
-            torch.mm(a, a)
-
+    tenth = _square_products(n_mm)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
