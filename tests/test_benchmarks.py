@@ -13,6 +13,8 @@ from scipy.optimize import linear_sum_assignment
 
 from mmclust import metrics, ops
 
+from .work_floor import KINDS, UPDATES, multiply_adds, record_calls, replay, split
+
 pytestmark = pytest.mark.benchmark
 
 # The FLOP-bound epoch benchmarks run on this device (``MMCLUST_BENCH_DEVICE``, default the CPU); on a GPU every timer
@@ -250,6 +252,12 @@ def torch_threads(request):
 BOUND_SIZE = {"cpu": 512, "cuda": 4096}
 
 
+def _repeats(benchmark) -> int:
+    """Timings per function for a recorded ratio: best of 3, or 1 when timing is off (the smoke run records no time
+    worth reading, and CI should not pay for three)."""
+    return 1 if getattr(benchmark, "disabled", False) else 3
+
+
 def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, device="cpu") -> None:
     """Time ``epoch`` against the same number of multiply-adds done as square float32 matmuls on ``device`` (the
     machine's rate, same run), and record both and their ratio in the benchmark's extra_info."""
@@ -257,7 +265,7 @@ def _record_ratio_to_flop_bound(benchmark, epoch, macs: int, device="cpu") -> No
     size = BOUND_SIZE[device.type]
     n_mm = max(1, round(macs / size**3))
     bound = _square_products(n_mm, size, device)
-    t_epoch, t_products = _best_of(epoch, bound, repeat=3, device=device)
+    t_epoch, t_products = _best_of(epoch, bound, repeat=_repeats(benchmark), device=device)
     # the products' rate applied to the epoch's exact multiply-adds: on a GPU one 4096-square product can be more work
     # than a whole epoch (DEC: 2.3x), so the product count alone would overstate the bound
     t_bound = square_matmul_seconds(t_products, n_mm, macs, size)
@@ -337,54 +345,68 @@ def test_bench_dec_autoencoder_epoch_vs_flop_bound(benchmark, load_real, torch_t
     # one round first, untimed: on a GPU it pays for the library's set-up and the memory pool, not the epoch
     history = benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=1)
     assert np.isfinite(history[0]["_reconstruction"])
-    _record_ratio_to_flop_bound(benchmark, epoch, _linear_multiply_adds([enc, dec], x.shape[0]), bench_device)
-    _record_ratio_to_same_gemms(benchmark, epoch, [enc, dec], _batch_sizes(x.shape[0], 256), bench_device)
+    macs = _linear_multiply_adds([enc, dec], x.shape[0])
+    _record_ratio_to_flop_bound(benchmark, epoch, macs, bench_device)
+    _record_ratio_to_floor(benchmark, epoch, macs, bench_device)
 
 
-def _batch_sizes(n: int, batch_size: int) -> list[int]:
-    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+def _record_ratio_to_floor(benchmark, epoch, macs: int, device="cpu") -> None:
+    """Split the epoch's distance from the FLOP bound in two (:mod:`tests.work_floor`): the floor, the epoch's own
+    matrix products, optimiser updates and minibatch-layer distances replayed back to back (``products_s`` +
+    ``updates_s`` + ``pairwise_s`` = ``floor_s``: what the BLAS makes of these shapes, what updating every parameter
+    costs, what the layer's fused kernels take), and everything else (``ratio_to_floor`` = epoch / floor: activations,
+    normalisation, masks, noise, autograd, Python). ``floor_to_flop_bound`` is the least ``ratio_to_flop_bound`` this
+    arithmetic can reach on the machine.
+
+    Recording runs one more epoch (under a dispatch mode); its products must be the ``macs`` the bound counts."""
+    calls, _ = record_calls(epoch)
+    recorded = multiply_adds(split(calls)["products"])
+    # the recording is the epoch the bound counts: within the minibatch layer's L1 terms, which are not products
+    assert abs(recorded / macs - 1) < 0.05, (recorded, macs)
+    parts = floor_seconds(calls, device, _repeats(benchmark), also=epoch)
+    t_epoch = parts.pop("also")
+    floor = sum(parts.values())
+    benchmark.extra_info.update(**{f"{kind}_s": t for kind, t in parts.items()}, floor_s=floor, ratio_to_floor=t_epoch / floor,
+                                floor_to_flop_bound=floor / benchmark.extra_info["bound_s"], recorded_multiply_adds=recorded)
 
 
-def _training_gemms(modules, batch_rows: list[int], device="cpu") -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The matrix products autograd runs for one training pass of ``modules``' Linear layers per batch, with the
-    same shapes and layouts: forward ``x @ W.T``, weight gradient ``g.T @ x``, input gradient ``g @ W`` (not for
-    the first layer, whose input is data)."""
-    products = []
-    for r in sorted(set(batch_rows)):
-        count = batch_rows.count(r)
-        layer_index = 0
-        for net in modules:
-            for layer in (m for m in net.modules() if isinstance(m, torch.nn.Linear)):
-                a, b = layer.in_features, layer.out_features
-                x, g, w = (torch.randn(*shape, device=device) for shape in ((r, a), (r, b), (b, a)))
-                pairs = [(x, w.T), (g.T, x)] + ([(g, w)] if layer_index else [])
-                products += pairs * count
-                layer_index += 1
-    return products
+def floor_seconds(calls, device="cpu", repeat: int = 3, also=None) -> dict:
+    """Seconds of each kind of recorded work (``products``, ``updates``, ``pairwise``) replayed back to back on
+    ``device``, best of ``repeat``, the kinds taking turns; ``also``, a function timed in the same turns (the epoch
+    itself), under the key ``"also"``."""
+    kinds = split(calls)
+    substitutes = minibatch_kernel_substitutes(device)
+    fns = [replay(kinds[kind], substitutes=substitutes) for kind in KINDS] + ([also] if also else [])
+    times = _best_of(*fns, repeat=repeat, device=device)
+    return dict(zip([*KINDS, "also"], times))
 
 
-def _record_ratio_to_same_gemms(benchmark, epoch, modules, batch_rows: list[int], device="cpu") -> None:
-    """Split the epoch's distance from the FLOP bound in two: the same matrix products done back to back
-    (``same_gemms_s``: what the BLAS makes of these shapes, against square products of the same multiply-adds) and
-    everything else (``ratio_to_same_gemms`` = epoch / same_gemms_s: optimiser, masks, autograd, Python)."""
-    products = _training_gemms(modules, batch_rows, device)
+def minibatch_kernel_substitutes(device) -> dict:
+    """For a replay: the minibatch layer's fused kernels, standing in for the cdist calls its eager path was recorded
+    making, on the batches the run gives them (the CPU, at least ``FUSED_MIN_ROWS`` rows); none where the run itself
+    uses cdist (another device, kernels off or failed)."""
+    from mmclust.methods.nets import FUSED_MIN_ROWS, fused_closeness
 
-    def gemms():
-        for a, b in products:
-            torch.mm(a, b)
+    kernels = fused_closeness() if torch.device(device).type == "cpu" else None
+    if kernels is None:
+        return {}
+    aten = torch.ops.aten
 
-    t_epoch, t_gemms = _best_of(epoch, gemms, repeat=3, device=device)
-    benchmark.extra_info.update(same_gemms_s=t_gemms, ratio_to_same_gemms=t_epoch / t_gemms,
-                                same_gemms_to_flop_bound=t_gemms / benchmark.extra_info["bound_s"])
+    def forward(args, kwargs):
+        m = args[0]
+        if m.shape[1] < FUSED_MIN_ROWS:
+            return lambda: aten._cdist_forward.default(*args, **kwargs)
+        mt = m.transpose(1, 2).contiguous()
+        return lambda: kernels[0](mt)
 
+    def backward(args, kwargs):
+        weight, m, _, _, dist = args
+        if m.shape[1] < FUSED_MIN_ROWS:
+            return lambda: aten._cdist_backward.default(*args, **kwargs)
+        mt, near, grad = m.transpose(1, 2).contiguous(), torch.exp(-dist), weight[:, :, 0].contiguous()
+        return lambda: kernels[1](mt, near, grad)
 
-def test_training_gemms_count_the_linear_multiply_adds():
-    """The product list has exactly the multiply-adds the FLOP bound counts (the two must describe one epoch)."""
-    enc, dec = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)), torch.nn.Linear(3, 7)
-    rows = _batch_sizes(50, 16)
-    assert rows == [16, 16, 16, 2]
-    macs = sum(a.shape[0] * a.shape[1] * b.shape[1] for a, b in _training_gemms([enc, dec], rows))
-    assert macs == _linear_multiply_adds([enc, dec], 50)
+    return {aten._cdist_forward.default: forward, aten._cdist_backward.default: backward}
 
 
 def test_linear_multiply_adds_equal_torchs_count_of_a_pretraining_epoch():
@@ -547,6 +569,7 @@ def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads, 
     n_batches = -(-ds.n_samples // model.batch_size)
     macs = cigit_c_epoch_multiply_adds(model.nets_, rows.n_img, rows.n_txt, n_batches)
     _record_ratio_to_flop_bound(benchmark, epoch, macs, bench_device)
+    _record_ratio_to_floor(benchmark, epoch, macs, bench_device)
 
 
 # The phases of a CIGIT-C fit that train for a number of epochs, in the order fit runs them.
@@ -617,6 +640,50 @@ def test_each_cigit_c_epoch_of_a_phase_has_the_same_multiply_adds():
     assert abs(counts["max_epochs"] / 4 / by_shapes - 1) < 0.02, (counts["max_epochs"] / 4, by_shapes)
 
 
+def test_minibatch_kernels_stand_in_for_the_recorded_cdist_calls():
+    """The substitutes run the layer's fused kernels on operands made from the recorded cdist calls: the forward
+    gives the closeness features of the same rows, the backward a gradient shaped like them; a batch too small for the
+    kernels replays cdist, as the run does."""
+    from mmclust.methods.nets import FUSED_MIN_ROWS, fused_kernels_state
+
+    aten = torch.ops.aten
+    subs = minibatch_kernel_substitutes("cpu")
+    if fused_kernels_state() in ("off", "failed"):
+        assert subs == {}
+        return
+    m = torch.rand(4, 40, 3, generator=torch.Generator().manual_seed(0))
+    out, near = subs[aten._cdist_forward.default]((m, m, 1.0, None), {})()
+    dist = torch.cdist(m, m, p=1.0)
+    torch.testing.assert_close(out, torch.exp(-dist).sum(2) - 1)
+    grad_mt = subs[aten._cdist_backward.default]((torch.rand(4, 40, 40), m, m, 1.0, dist), {})()
+    assert grad_mt.shape == (4, 3, 40)
+    small = m[:, :FUSED_MIN_ROWS - 1]
+    torch.testing.assert_close(subs[aten._cdist_forward.default]((small, small, 1.0, None), {})(), torch.cdist(small, small, p=1.0))
+    assert minibatch_kernel_substitutes("meta") == {}
+
+
+def test_run_floor_replays_each_phases_products_times_its_epochs(monkeypatch):
+    """The run floor covers the run's epochs exactly: with each replay timed as its multiply-adds, every phase's floor
+    is that phase's matrix multiply-adds in the run as torch's FLOP counter finds them (one epoch's worth of calls,
+    times the phase's epochs), and the updates are replayed beside the products."""
+    import tests.test_benchmarks as here
+    from mmclust.data import incomplete, make_multiview_blobs
+
+    ds = incomplete(make_multiview_blobs(300, 3, dims={"image": 40, "text": 20}, seed=4), 0.4, seed=0)
+    params = dict(random_state=0, device="cpu", kmeans_n_init=1, batch_size=64, pretrain_epochs=3, gan_pretrain_epochs=2,
+                  max_epochs=4)
+    replayed = []
+    monkeypatch.setattr(here, "replay", lambda calls, substitutes: replayed.append(calls) or calls)
+    monkeypatch.setattr(here, "_best_of", lambda *calls, repeat, device: [multiply_adds(c) for c in calls])
+    floor = cigit_c_run_floor(ds, params, threads=1)
+    counts = cigit_c_run_multiply_adds(ds, params)
+    assert floor == {phase: counts[phase] for phase in RUN_PHASES}
+    # beside each phase's products, its optimiser updates (and the GAN phases' minibatch layers) were replayed
+    assert len(replayed) == len(KINDS) * len(RUN_PHASES)
+    assert all(calls and calls[0].op in UPDATES for calls in replayed[1::len(KINDS)])
+    assert [bool(calls) for calls in replayed[2::len(KINDS)]] == [False, True, True]
+
+
 def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
     """A whole CIGIT-C BDGP run (50 % missing, the project's defaults: 100 + 50 + 200 epochs) as square float32
     matmuls on 2 threads.
@@ -648,3 +715,34 @@ def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
     if not benchmark.disabled:
         bound_s = square_matmul_seconds(benchmark.stats.stats.min, n_mm, macs)
         benchmark.extra_info.update(bound_s=bound_s, target_s=60.0, bound_to_target=bound_s / 60.0, torch_threads=2)
+        floor = cigit_c_run_floor(ds, {**CIGITC.params_for_dataset("bdgp"), "random_state": 0, "kmeans_n_init": 1}, threads=2)
+        benchmark.extra_info.update(**{f"{phase}_floor_s": v for phase, v in floor.items()}, floor_s=sum(floor.values()),
+                                    floor_to_target=sum(floor.values()) / 60.0)
+
+
+def cigit_c_run_floor(ds, params: dict, threads: int, repeat: int = 3) -> dict:
+    """Seconds per phase of a CIGIT-C fit with ``params`` (unset: the project's defaults) that its matrix products and
+    optimiser updates alone take on the CPU with ``threads`` torch threads: one epoch of the phase recorded and
+    replayed back to back (:mod:`tests.work_floor`, best of ``repeat``), times the phase's epochs. What the epochs
+    of a run cannot go below on this machine, whatever else is made faster (the code outside the epochs, initial
+    codes and k-means, is left out: the floor errs low)."""
+    from mmclust.methods.cigit_c import CIGITC, _device_views
+    from mmclust.methods.nets import EpochLosses
+    from mmclust.runtime import torch_generator
+
+    epochs = CIGITC(**params)
+    model = CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0), "device": "cpu"}).fit(ds)
+    x_img, x_txt, rows = _device_views(ds, "cpu")
+    present = [np.asarray(ds.present[v], bool) for v in ds.views]
+    gen, opts, losses = torch_generator(0), model._optimizers(), EpochLosses()
+    model.set_params(pretrain_epochs=1)
+    one_epoch = {"pretrain_epochs": lambda: model._pretrain(x_img, x_txt, rows, gen, "cpu"),
+                 "gan_pretrain_epochs": lambda: model._gan_warmup_epoch(0, x_img, x_txt, rows, present, gen, opts, losses),
+                 "max_epochs": lambda: model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, losses)}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {phase: sum(floor_seconds(record_calls(one_epoch[phase])[0], "cpu", repeat).values()) * getattr(epochs, phase)
+                for phase in RUN_PHASES}
+    finally:
+        torch.set_num_threads(before)

@@ -390,7 +390,6 @@ class CIGITC(MultiModalClusterer):
         device = resolve_device(self.device)
         gen = torch_generator(seed, device)
         x_img, x_txt, rows = _device_views(ds, device)
-        n = ds.n_samples
         present = [np.asarray(ds.present[v], bool) for v in ds.views]  # the host's copy, for the batch index lists
 
         nets = _CIGITCNets(x_img.shape[1], x_txt.shape[1], k, self)  # built and initialised on the CPU, then moved
@@ -399,7 +398,7 @@ class CIGITC(MultiModalClusterer):
         self.nets_ = nets
         self.pretrain_history_ = self._pretrain(x_img, x_txt, rows, gen, device)
 
-        opt_enc, opt_gen, opt_dis = opts = self._optimizers()
+        opts = self._optimizers()  # (encoders + centroids, generators, discriminators)
 
         # Algorithm 1 step 1: modality centroids, GAN warm-up, then fused centroids on eq. (9) codes
         with torch.no_grad():
@@ -411,14 +410,7 @@ class CIGITC(MultiModalClusterer):
         losses = EpochLosses(_LOSS_NAMES)  # per-batch losses stay on the device; one host copy per epoch
         if self.use_gan:
             for epoch in tqdm(range(self.gan_pretrain_epochs), desc="CIGIT-C GAN warm-up", disable=not self.verbose, unit="epoch"):
-                nets.train()
-                batches = _epoch_batches(n, self.batch_size, gen, *present, device)
-                for _, batch_rows, _, _ in batches:
-                    for key, val in self._gan_step(batch_rows, x_img, x_txt, gen, opt_gen, opt_dis).items():
-                        losses.add(key, val)
-                sums = losses.pop_totals(epoch)
-                self.gan_pretrain_history_.append({"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
-                                                                      for key in ("generator", "discriminator")}})
+                self.gan_pretrain_history_.append(self._gan_warmup_epoch(epoch, x_img, x_txt, rows, present, gen, opts, losses))
         with torch.no_grad():
             nets.eval()
             _, _, z_fus = self._codes(x_img, x_txt, rows, gen, use_fakes=self.use_gan)
@@ -482,6 +474,17 @@ class CIGITC(MultiModalClusterer):
         sums = losses.pop_totals(epoch)
         return {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches)
                                    for key in ("encoder", "generator", "discriminator")}}
+
+    def _gan_warmup_epoch(self, epoch, x_img, x_txt, rows, present, gen, opts, losses) -> dict:
+        """One epoch of the GAN warm-up (Algorithm 1 step 1): every batch's generator and discriminator steps (eqs. 7-8)
+        on the pre-trained encoders' codes; the epoch's mean losses (one host read)."""
+        self.nets_.train()
+        batches = _epoch_batches(rows.n, self.batch_size, gen, *present, x_img.device)
+        for _, batch_rows, _, _ in batches:
+            for key, val in self._gan_step(batch_rows, x_img, x_txt, gen, opts[1], opts[2]).items():
+                losses.add(key, val)
+        sums = losses.pop_totals(epoch)
+        return {"epoch": epoch, **{f"{key}_loss": sums.get(key, 0.0) / len(batches) for key in ("generator", "discriminator")}}
 
     def _pretrain(self, x_img, x_txt, rows, gen, device) -> list:
         """Auto-encoder pre-training of both encoders on their present rows (MSE); returns per-epoch losses."""
