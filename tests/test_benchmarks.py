@@ -512,6 +512,22 @@ def test_cigit_c_multiply_adds_count_by_hand():
     assert cigit_c_epoch_multiply_adds(nets, ni, nt, nb) == expected
 
 
+def small_cigit_c_epochs(ds, **params):
+    """``(model, rows, epoch)``: a CIGIT-C on ``ds`` initialised without training (small networks unless ``params``
+    say otherwise) and ``epoch(gen)``, a function that runs one training epoch (``_train_epoch``) with ``gen``."""
+    from mmclust.methods.cigit_c import CIGITC, _device_views
+    from mmclust.methods.nets import EpochLosses
+
+    small = dict(latent_dim=8, image_hidden=(32, 32), text_hidden=(16, 16), generator12_hidden=(32, 16),
+                 generator21_hidden=(32, 32), discriminator1_hidden=16, discriminator2_hidden=32, noise_dim=20,
+                 batch_size=64, kmeans_n_init=1, random_state=0, device="cpu")
+    model = CIGITC(**{**small, **params, **dict.fromkeys(RUN_PHASES, 0)}).fit(ds)
+    x_img, x_txt, rows = _device_views(ds, "cpu")
+    present = [np.asarray(ds.present[v], bool) for v in ds.views]
+    opts = model._optimizers()
+    return model, rows, lambda gen: (lambda: model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, EpochLosses()))
+
+
 def test_cigit_c_multiply_adds_match_torchs_count_of_an_epoch():
     """The epoch counter's matrix products against torch's FLOP counter over one real ``_train_epoch``. Not exact:
     the counter leaves out the Student's t assignments' small products (n x latent x k) and the minibatch layer's
@@ -519,20 +535,15 @@ def test_cigit_c_multiply_adds_match_torchs_count_of_an_epoch():
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmclust.data import incomplete, make_multiview_blobs
-    from mmclust.methods.cigit_c import CIGITC, _device_views
-    from mmclust.methods.nets import EpochLosses
     from mmclust.runtime import torch_generator
 
     ds = incomplete(make_multiview_blobs(600, 3, dims={"image": 60, "text": 30}, seed=2), 0.4, seed=0)
-    model = CIGITC(latent_dim=16, image_hidden=(64, 64), text_hidden=(32, 32), generator12_hidden=(64, 32),
-                   generator21_hidden=(64, 64), discriminator1_hidden=32, discriminator2_hidden=64, noise_dim=20,
-                   batch_size=128, max_epochs=0, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1,
-                   random_state=0, device="cpu").fit(ds)
-    x_img, x_txt, rows = _device_views(ds, "cpu")
-    present = [np.asarray(ds.present[v], bool) for v in ds.views]
+    model, rows, epoch = small_cigit_c_epochs(ds, latent_dim=16, image_hidden=(64, 64), text_hidden=(32, 32),
+                                              generator12_hidden=(64, 32), generator21_hidden=(64, 64),
+                                              discriminator1_hidden=32, discriminator2_hidden=64, batch_size=128)
     counter = FlopCounterMode(display=False)
     with counter:
-        model._train_epoch(0, x_img, x_txt, rows, present, torch_generator(0), model._optimizers(), EpochLosses())
+        epoch(torch_generator(0))()
     measured = counter.get_total_flops() // 2
     nb = -(-ds.n_samples // model.batch_size)
     counted = cigit_c_epoch_matmul_multiply_adds(model.nets_, rows.n_img, rows.n_txt, nb)

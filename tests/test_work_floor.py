@@ -1,16 +1,15 @@
 """The recorder and replay under the benchmarks' floor (tests/work_floor.py)."""
 
-import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmclust.data import incomplete, make_multiview_blobs
-from mmclust.methods.cigit_c import CIGITC, _device_views
 from mmclust.methods.dec import build_autoencoder
-from mmclust.methods.nets import EpochLosses, pretrain_autoencoders, xavier_init_
+from mmclust.methods.nets import pretrain_autoencoders, xavier_init_
 from mmclust.runtime import torch_generator
 
+from .test_benchmarks import small_cigit_c_epochs
 from .work_floor import UPDATES, TensorSpec, multiply_adds, record_calls, replay, split
 
 
@@ -27,20 +26,13 @@ def _autoencoder_epoch(seed=0):
 def cigit_c_epoch():
     """A factory of one small CIGIT-C training epoch (fresh generator each: the same batches every time)."""
     ds = incomplete(make_multiview_blobs(300, 3, dims={"image": 40, "text": 20}, seed=4), 0.4, seed=0)
-    model = CIGITC(latent_dim=8, image_hidden=(32, 32), text_hidden=(16, 16), generator12_hidden=(32, 16),
-                   generator21_hidden=(32, 32), discriminator1_hidden=16, discriminator2_hidden=32, noise_dim=20,
-                   batch_size=64, max_epochs=0, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1,
-                   random_state=0, device="cpu").fit(ds)
-    x_img, x_txt, rows = _device_views(ds, "cpu")
-    present = [np.asarray(ds.present[v], bool) for v in ds.views]
-    opts = model._optimizers()
+    model, _, epoch = small_cigit_c_epochs(ds)
 
     def make():
-        gen = torch_generator(0)
-        return lambda: model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, EpochLosses())
+        return epoch(torch_generator(0))
 
     make.n_batches = -(-ds.n_samples // model.batch_size)
-    make.opts = opts
+    make.opts = model._optimizers()
     return make
 
 
