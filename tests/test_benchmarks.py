@@ -356,7 +356,7 @@ def _record_ratio_to_floor(benchmark, epoch, macs: int, device="cpu") -> None:
     ``updates_s`` + ``pairwise_s`` = ``floor_s``: what the BLAS makes of these shapes, what updating every parameter
     costs, what the layer's fused kernels take), and everything else (``ratio_to_floor`` = epoch / floor: activations,
     normalisation, masks, noise, autograd, Python). ``floor_to_flop_bound`` is the least ``ratio_to_flop_bound`` this
-    arithmetic can reach on the machine.
+    implementation's sequence of operations can reach on the machine.
 
     Recording runs one more epoch (under a dispatch mode); its products must be the ``macs`` the bound counts."""
     calls, _ = record_calls(epoch)
@@ -375,9 +375,11 @@ def floor_seconds(calls, device="cpu", repeat: int = 3, also=None) -> dict:
     ``device``, best of ``repeat``, the kinds taking turns; ``also``, a function timed in the same turns (the epoch
     itself), under the key ``"also"``."""
     kinds = split(calls)
-    substitutes = minibatch_kernel_substitutes(device)
-    fns = [replay(kinds[kind], substitutes=substitutes) for kind in KINDS] + ([also] if also else [])
-    times = _best_of(*fns, repeat=repeat, device=device)
+    substitutes = minibatch_kernel_substitutes(device) if kinds["pairwise"] else {}
+    fns = [replay(kinds[kind], substitutes=substitutes) for kind in KINDS]
+    for fn in fns:
+        fn()  # untimed: a kernel's first call with new shapes compiles, even when only one timing is asked for
+    times = _best_of(*fns, *([also] if also else []), repeat=repeat, device=device)
     return dict(zip([*KINDS, "also"], times))
 
 
@@ -389,6 +391,11 @@ def minibatch_kernel_substitutes(device) -> dict:
 
     kernels = fused_closeness() if torch.device(device).type == "cpu" else None
     if kernels is None:
+        return {}
+    try:  # where they cannot be built (no C++ compiler), the run falls back to cdist, and so does the replay
+        out, near = kernels[0](torch.rand(1, 1, FUSED_MIN_ROWS))
+        kernels[1](torch.rand(1, 1, FUSED_MIN_ROWS), near, torch.rand(1, FUSED_MIN_ROWS))
+    except Exception:
         return {}
     aten = torch.ops.aten
 
@@ -653,46 +660,140 @@ def test_each_cigit_c_epoch_of_a_phase_has_the_same_multiply_adds():
 
 def test_minibatch_kernels_stand_in_for_the_recorded_cdist_calls():
     """The substitutes run the layer's fused kernels on operands made from the recorded cdist calls: the forward
-    gives the closeness features of the same rows, the backward a gradient shaped like them; a batch too small for the
-    kernels replays cdist, as the run does."""
-    from mmclust.methods.nets import FUSED_MIN_ROWS, fused_kernels_state
+    gives the closeness features of the same rows, the backward the layer's gradient formula on them; a batch of fewer
+    than ``FUSED_MIN_ROWS`` rows replays cdist, as the run does; and a replay given them calls no cdist for the rest."""
+    from mmclust.methods.nets import FUSED_MIN_ROWS, _closeness_backward
 
     aten = torch.ops.aten
     subs = minibatch_kernel_substitutes("cpu")
-    if fused_kernels_state() in ("off", "failed"):
-        assert subs == {}
-        return
-    m = torch.rand(4, 40, 3, generator=torch.Generator().manual_seed(0))
-    out, near = subs[aten._cdist_forward.default]((m, m, 1.0, None), {})()
-    dist = torch.cdist(m, m, p=1.0)
-    torch.testing.assert_close(out, torch.exp(-dist).sum(2) - 1)
-    grad_mt = subs[aten._cdist_backward.default]((torch.rand(4, 40, 40), m, m, 1.0, dist), {})()
-    assert grad_mt.shape == (4, 3, 40)
-    small = m[:, :FUSED_MIN_ROWS - 1]
-    torch.testing.assert_close(subs[aten._cdist_forward.default]((small, small, 1.0, None), {})(), torch.cdist(small, small, p=1.0))
+    if not subs:
+        pytest.skip("the minibatch layer's fused kernels cannot be built here (MMCLUST_COMPILE=0 or no C++ compiler)")
     assert minibatch_kernel_substitutes("meta") == {}
+    gen = torch.Generator().manual_seed(0)
+    for rows, fused in ((FUSED_MIN_ROWS, True), (FUSED_MIN_ROWS - 1, False), (40, True)):
+        m = torch.rand(4, rows, 3, generator=gen)
+        dist = torch.cdist(m, m, p=1.0)
+        weight = torch.rand(4, rows, rows, generator=gen)
+        forward = subs[aten._cdist_forward.default]((m, m, 1.0, None), {})()
+        backward = subs[aten._cdist_backward.default]((weight, m, m, 1.0, dist), {})()
+        if fused:
+            torch.testing.assert_close(forward[0], torch.exp(-dist).sum(2) - 1)
+            expected = _closeness_backward(m.transpose(1, 2).contiguous(), torch.exp(-dist), weight[:, :, 0].contiguous())
+            torch.testing.assert_close(backward, expected)
+        else:
+            torch.testing.assert_close(forward, dist)
+            torch.testing.assert_close(backward, aten._cdist_backward.default(weight, m, m, 1.0, dist))
+
+
+def test_replay_calls_the_substitutes_in_place_of_the_recorded_ops():
+    """A substitute replaces its op's calls, in order; the operands it prepares from are made once per signature."""
+    calls, _ = record_calls(_autoencoder_like_calls)
+    pairwise = split(calls)["pairwise"]
+    ran, prepared = [], []
+
+    def prepare(args, kwargs):
+        prepared.append(args[0].shape)
+        return lambda: ran.append(args[0].shape)
+
+    run = replay(calls, substitutes={torch.ops.aten._cdist_forward.default: prepare})
+    assert prepared == [(2, 6, 3)] and ran == []
+    run()
+    run()
+    assert ran == [(2, 6, 3)] * 2 * len(pairwise)
+
+
+class _Timed:
+    """A stand-in replay: calling it does nothing; a stubbed ``_best_of`` reads its calls."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __call__(self):
+        pass
 
 
 def test_run_floor_replays_each_phases_products_times_its_epochs(monkeypatch):
     """The run floor covers the run's epochs exactly: with each replay timed as its multiply-adds, every phase's floor
     is that phase's matrix multiply-adds in the run as torch's FLOP counter finds them (one epoch's worth of calls,
-    times the phase's epochs), and the updates are replayed beside the products."""
+    times the phase's epochs), on the threads asked for; the updates are replayed beside the products, and so are
+    the minibatch layer's distances in the GAN phases. Without the GANs, fit skips their warm-up, and so does the
+    floor."""
     import tests.test_benchmarks as here
     from mmclust.data import incomplete, make_multiview_blobs
 
     ds = incomplete(make_multiview_blobs(300, 3, dims={"image": 40, "text": 20}, seed=4), 0.4, seed=0)
-    params = dict(random_state=0, device="cpu", kmeans_n_init=1, batch_size=64, pretrain_epochs=3, gan_pretrain_epochs=2,
-                  max_epochs=4)
-    replayed = []
-    monkeypatch.setattr(here, "replay", lambda calls, substitutes: replayed.append(calls) or calls)
-    monkeypatch.setattr(here, "_best_of", lambda *calls, repeat, device: [multiply_adds(c) for c in calls])
-    floor = cigit_c_run_floor(ds, params, threads=1)
-    counts = cigit_c_run_multiply_adds(ds, params)
-    assert floor == {phase: counts[phase] for phase in RUN_PHASES}
-    # beside each phase's products, its optimiser updates (and the GAN phases' minibatch layers) were replayed
-    assert len(replayed) == len(KINDS) * len(RUN_PHASES)
-    assert all(calls and calls[0].op in UPDATES for calls in replayed[1::len(KINDS)])
-    assert [bool(calls) for calls in replayed[2::len(KINDS)]] == [False, True, True]
+    replayed, threads = [], torch.get_num_threads() + 1
+
+    def best_of(*fns, repeat, device):
+        assert torch.get_num_threads() == threads
+        return [multiply_adds(f.calls) for f in fns]
+
+    monkeypatch.setattr(here, "replay", lambda calls, substitutes: replayed.append(calls) or _Timed(calls))
+    monkeypatch.setattr(here, "_best_of", best_of)
+    for use_gan in (True, False):
+        params = dict(random_state=0, device="cpu", kmeans_n_init=1, batch_size=64, pretrain_epochs=3,
+                      gan_pretrain_epochs=2, max_epochs=4, use_gan=use_gan)
+        replayed.clear()
+        floor = cigit_c_run_floor(ds, params, threads=threads)
+        counts = cigit_c_run_multiply_adds(ds, params)
+        assert floor == {phase: counts[phase] for phase in RUN_PHASES}
+        assert (floor["gan_pretrain_epochs"] > 0) == use_gan
+        phases = len(RUN_PHASES) - (not use_gan)
+        assert len(replayed) == len(KINDS) * phases
+        assert all(calls and calls[0].op in UPDATES for calls in replayed[1::len(KINDS)])
+        assert [bool(calls) for calls in replayed[2::len(KINDS)]] == ([False, True, True] if use_gan else [False, False])
+    assert torch.get_num_threads() == threads - 1
+
+
+def test_floor_seconds_names_each_kinds_time(monkeypatch):
+    """Each kind's replay is timed under its own name (and the epoch beside them under ``also``), after one untimed
+    call of every replay."""
+    import tests.test_benchmarks as here
+
+    calls, _ = record_calls(lambda: _autoencoder_like_calls())
+    kinds = split(calls)
+    untimed = []
+
+    class Counted(_Timed):
+        def __call__(self):
+            untimed.append(len(self.calls))
+
+    monkeypatch.setattr(here, "replay", lambda calls, substitutes: Counted(calls))
+    monkeypatch.setattr(here, "_best_of", lambda *fns, repeat, device: [len(f.calls) if isinstance(f, _Timed) else -1 for f in fns])
+    assert floor_seconds(calls, also=lambda: None) == {**{kind: len(kinds[kind]) for kind in KINDS}, "also": -1}
+    assert sorted(untimed) == sorted(len(kinds[kind]) for kind in KINDS)
+    assert len({len(kinds[kind]) for kind in KINDS}) == len(KINDS)  # the kinds are told apart by their lengths
+
+
+def _autoencoder_like_calls():
+    """Three matrix products (forward, weight gradient, one more), one update, five cdist calls: distinct counts."""
+    w = torch.nn.Parameter(torch.rand(4, 3))
+    opt = torch.optim.Adam([w], fused=True)
+    x = torch.rand(5, 4)
+    (x @ w).sum().backward()
+    torch.mm(x, w)
+    opt.step()
+    m = torch.rand(2, 6, 3)
+    for _ in range(5):
+        torch.cdist(m, m, p=1.0)
+
+
+def test_ratio_to_floor_is_recorded_from_the_kinds(monkeypatch):
+    """``floor_s`` is the kinds' sum, ``ratio_to_floor`` the epoch over it, ``floor_to_flop_bound`` it over the bound."""
+    from types import SimpleNamespace
+
+    import tests.test_benchmarks as here
+
+    monkeypatch.setattr(here, "floor_seconds", lambda calls, device, repeat, also: dict(products=1.0, updates=2.0, pairwise=3.0, also=12.0))
+    bench = SimpleNamespace(extra_info={"bound_s": 4.0}, disabled=True)
+    x, w = torch.rand(3, 4), torch.rand(4, 5)
+    _record_ratio_to_floor(bench, lambda: torch.mm(x, w), 3 * 4 * 5)
+    info = bench.extra_info
+    assert (info["products_s"], info["updates_s"], info["pairwise_s"]) == (1.0, 2.0, 3.0)
+    assert info["floor_s"] == 6.0 and info["ratio_to_floor"] == 2.0 and info["floor_to_flop_bound"] == 1.5
+    assert info["recorded_multiply_adds"] == 60
+    with pytest.raises(AssertionError):
+        _record_ratio_to_floor(bench, lambda: torch.mm(x, w), 2 * 60)  # a recording that is not the counted epoch
 
 
 def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
@@ -732,16 +833,20 @@ def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
 
 
 def cigit_c_run_floor(ds, params: dict, threads: int, repeat: int = 3) -> dict:
-    """Seconds per phase of a CIGIT-C fit with ``params`` (unset: the project's defaults) that its matrix products and
-    optimiser updates alone take on the CPU with ``threads`` torch threads: one epoch of the phase recorded and
-    replayed back to back (:mod:`tests.work_floor`, best of ``repeat``), times the phase's epochs. What the epochs
-    of a run cannot go below on this machine, whatever else is made faster (the code outside the epochs, initial
-    codes and k-means, is left out: the floor errs low)."""
+    """Seconds per phase of a CIGIT-C fit with ``params`` (unset: the project's defaults) that its matrix products,
+    optimiser updates and minibatch-layer distances alone take on the CPU with ``threads`` torch threads: one epoch of
+    the phase recorded and replayed back to back (:mod:`tests.work_floor`, best of ``repeat``), times the epochs the
+    fit runs of that phase. What this implementation's epochs cannot go below on this machine, however much the rest
+    of their work is sped up (the code outside the epochs, initial codes and k-means, is left out: the floor errs
+    low)."""
     from mmclust.methods.cigit_c import CIGITC, _device_views
     from mmclust.methods.nets import EpochLosses
     from mmclust.runtime import torch_generator
 
     epochs = CIGITC(**params)
+    run_epochs = {phase: getattr(epochs, phase) for phase in RUN_PHASES}
+    if not epochs.use_gan:  # fit skips the GAN warm-up
+        run_epochs["gan_pretrain_epochs"] = 0
     model = CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0), "device": "cpu"}).fit(ds)
     x_img, x_txt, rows = _device_views(ds, "cpu")
     present = [np.asarray(ds.present[v], bool) for v in ds.views]
@@ -753,7 +858,7 @@ def cigit_c_run_floor(ds, params: dict, threads: int, repeat: int = 3) -> dict:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return {phase: sum(floor_seconds(record_calls(one_epoch[phase])[0], "cpu", repeat).values()) * getattr(epochs, phase)
-                for phase in RUN_PHASES}
+        return {phase: sum(floor_seconds(record_calls(one_epoch[phase])[0], "cpu", repeat).values()) * run_epochs[phase]
+                if run_epochs[phase] else 0.0 for phase in RUN_PHASES}
     finally:
         torch.set_num_threads(before)

@@ -74,3 +74,34 @@ def test_tensor_spec_keeps_layout():
         assert made.shape == t.shape and made.stride() == t.stride() and made.dtype == t.dtype
         assert made.numel() == 0 or (0 <= made.min() and made.max() < 1)
     assert TensorSpec.of(base.half()).make(gen).dtype == torch.float16
+
+
+def _tensor_specs(tree) -> int:
+    if isinstance(tree, TensorSpec):
+        return 1
+    return sum(_tensor_specs(t) for t in tree) if isinstance(tree, (list, tuple)) else 0
+
+
+def test_replay_makes_its_operands_once_per_signature_before_it_runs(cigit_c_epoch, monkeypatch):
+    """Operands are made when the replay is built, one set per call signature, and none while it runs (what a timer
+    around it would otherwise measure)."""
+    calls, _ = record_calls(cigit_c_epoch())
+    made = []
+    make = TensorSpec.make
+    monkeypatch.setattr(TensorSpec, "make", lambda self, generator: made.append(self) or make(self, generator))
+    run = replay(calls)
+    signatures = {c.key: c for c in calls}.values()
+    assert len(made) == sum(_tensor_specs((c.args, [v for _, v in c.kwargs])) for c in signatures)
+    built = len(made)
+    run()
+    assert len(made) == built
+
+
+def test_multiply_adds_of_each_product_op():
+    """mm and addmm: n*k*m; bmm and baddbmm: batch*n*k*m (bias adds and scalings not counted)."""
+    a, b, bias = torch.rand(3, 4), torch.rand(4, 5), torch.rand(5)
+    ba, bb, bbias = torch.rand(2, 3, 4), torch.rand(2, 4, 5), torch.rand(2, 3, 5)
+    for fn, expected in ((lambda: torch.mm(a, b), 60), (lambda: torch.addmm(bias, a, b), 60),
+                         (lambda: torch.bmm(ba, bb), 120), (lambda: torch.baddbmm(bbias, ba, bb), 120)):
+        calls, _ = record_calls(fn)
+        assert len(calls) == 1 and multiply_adds(calls) == expected

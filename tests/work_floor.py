@@ -1,15 +1,23 @@
-"""An epoch's unavoidable work, recorded and replayed: the floor under the FLOP-bound benchmarks' epochs.
+"""An epoch's matrix products, optimiser updates and pairwise distances, recorded and replayed: the floor under the
+FLOP-bound benchmarks' epochs.
 
 The FLOP bound (square 512 x 512 matmuls with the epoch's multiply-adds) says what the arithmetic would cost at the
-machine's best rate. An epoch cannot reach it when its own matrix products, at the shapes the paper's batch size
-fixes, run slower than square ones, or when it must also do work that is not a matrix product (the optimiser's update
-of every parameter, a memory-bound pass). This module measures those two: it records the matrix products and fused
-optimiser updates one call of a function makes (their operands' shapes, strides and dtypes, through a torch dispatch
-mode) and replays them back to back on fresh operands, with nothing else around them. The replay is a floor for that
-function: any implementation with the same arithmetic does at least these products and updates.
+machine's best rate. An epoch falls short of it when its own matrix products, at the shapes the paper's batch size
+fixes, run slower than square ones, and when it must also do work that is not a matrix product (the optimiser's update
+of every parameter, a memory-bound pass; the minibatch layer's pairwise L1 distances). This module measures those: it
+records the matrix products, fused optimiser updates and cdist calls one call of a function makes (their operands'
+shapes, strides and dtypes, through a torch dispatch mode) and replays them back to back on fresh operands, with nothing
+else around them.
+
+The replay is the floor of *this implementation's sequence of operations*: however much the rest of the epoch
+(activations, normalisation, indexing, autograd, Python) is sped up, the epoch still makes these calls. It is not a
+bound on every implementation of the same arithmetic: one could merge products into larger ones, run independent
+branches on separate cores at once, use the symmetry of the pairwise distances, and so go below it.
 
 The replay reuses one set of operands for calls of one signature (as a batch loop reuses its shapes), which keeps
-them in cache more than the epoch does: the floor errs low, never high.
+them in cache more than the epoch does, and drops storage offsets (alignment): the floor errs low, never high.
+Recorded: dense strided tensors of real dtypes (the benchmarks' epochs); a sparse product is not seen by the mode's
+ops and a complex one would be counted as real multiply-adds.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ aten = torch.ops.aten
 # what counts as a matrix product, an optimiser update, and the minibatch layer's pairwise distances (recorded as the
 # cdist calls its eager path makes; a replay can stand the fused kernels the run uses in for them, see ``replay``)
 PRODUCTS = frozenset({aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.default})
-UPDATES = frozenset({aten._fused_adam_.default, aten._fused_adamw_.default})
+UPDATES = frozenset({aten._fused_adam_.default, aten._fused_adam_.tensor_lr, aten._fused_adamw_.default,
+                     aten._fused_adamw_.tensor_lr})
 PAIRWISE = frozenset({aten._cdist_forward.default, aten._cdist_backward.default})
 KINDS = {"products": PRODUCTS, "updates": UPDATES, "pairwise": PAIRWISE}
 
@@ -43,8 +52,9 @@ class TensorSpec:
         return cls(tuple(t.shape), tuple(t.stride()), t.dtype, str(t.device))
 
     def make(self, generator: torch.Generator) -> torch.Tensor:
-        """A tensor with this layout, uniform in [0, 1): no negative second moments for an optimiser update to take
-        the root of, no denormals to slow a product down."""
+        """A tensor with this layout, float32 uniforms in [0, 1) cast to the dtype (a half-precision cast may round
+        up to 1): no negative second moments for an optimiser update to take the root of, no denormals to slow a
+        product down."""
         storage = 1 + sum((size - 1) * step for size, step in zip(self.shape, self.stride)) if all(self.shape) else 0
         flat = torch.rand(storage, generator=generator, dtype=torch.float32).to(self.dtype)
         return flat.to(self.device).as_strided(self.shape, self.stride)
@@ -145,8 +155,9 @@ def replay(calls: list[Call], seed: int = 0, substitutes: dict | None = None):
         plan.append(prepared[call.key])
 
     def run():
-        for fn in plan:
-            fn()
+        with torch.no_grad():  # as the fused kernels run inside an autograd function; nothing here needs a graph
+            for fn in plan:
+                fn()
 
     return run
 
