@@ -387,15 +387,15 @@ def minibatch_kernel_substitutes(device) -> dict:
     """For a replay: the minibatch layer's fused kernels, standing in for the cdist calls its eager path was recorded
     making, on the batches the run gives them (the CPU, at least ``FUSED_MIN_ROWS`` rows); none where the run itself
     uses cdist (another device, kernels off or failed)."""
-    from mmclust.methods.nets import FUSED_MIN_ROWS, fused_closeness
+    from mmclust.methods.nets import FUSED_MIN_ROWS, fused_closeness, fused_kernels_state, l1_closeness
 
     kernels = fused_closeness() if torch.device(device).type == "cpu" else None
     if kernels is None:
         return {}
-    try:  # where they cannot be built (no C++ compiler), the run falls back to cdist, and so does the replay
-        out, near = kernels[0](torch.rand(1, 1, FUSED_MIN_ROWS))
-        kernels[1](torch.rand(1, 1, FUSED_MIN_ROWS), near, torch.rand(1, FUSED_MIN_ROWS))
-    except Exception:
+    # one batch through the layer itself: where the kernels cannot be built it falls back to cdist (with its warning),
+    # as the run does, and so does the replay
+    l1_closeness(torch.rand(1, FUSED_MIN_ROWS, 1, requires_grad=True)).sum().backward()
+    if fused_kernels_state() != "on":
         return {}
     aten = torch.ops.aten
 
@@ -519,20 +519,27 @@ def test_cigit_c_multiply_adds_count_by_hand():
     assert cigit_c_epoch_multiply_adds(nets, ni, nt, nb) == expected
 
 
+def untrained_cigit_c(ds, params: dict, device="cpu"):
+    """A CIGIT-C fitted on ``ds`` with ``params`` and no epoch of any phase (initial centroids only), and what its epoch
+    methods read: ``(model, (x_img, x_txt, rows, present), optimisers)``, the data on ``device``."""
+    from mmclust.methods.cigit_c import CIGITC, _device_views
+
+    model = CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0), "device": str(device)}).fit(ds)
+    x_img, x_txt, rows = _device_views(ds, device)
+    present = [np.asarray(ds.present[v], bool) for v in ds.views]
+    return model, (x_img, x_txt, rows, present), model._optimizers()
+
+
 def small_cigit_c_epochs(ds, **params):
     """``(model, rows, epoch)``: a CIGIT-C on ``ds`` initialised without training (small networks unless ``params``
     say otherwise) and ``epoch(gen)``, a function that runs one training epoch (``_train_epoch``) with ``gen``."""
-    from mmclust.methods.cigit_c import CIGITC, _device_views
     from mmclust.methods.nets import EpochLosses
 
     small = dict(latent_dim=8, image_hidden=(32, 32), text_hidden=(16, 16), generator12_hidden=(32, 16),
                  generator21_hidden=(32, 32), discriminator1_hidden=16, discriminator2_hidden=32, noise_dim=20,
-                 batch_size=64, kmeans_n_init=1, random_state=0, device="cpu")
-    model = CIGITC(**{**small, **params, **dict.fromkeys(RUN_PHASES, 0)}).fit(ds)
-    x_img, x_txt, rows = _device_views(ds, "cpu")
-    present = [np.asarray(ds.present[v], bool) for v in ds.views]
-    opts = model._optimizers()
-    return model, rows, lambda gen: (lambda: model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, EpochLosses()))
+                 batch_size=64, kmeans_n_init=1, random_state=0)
+    model, data, opts = untrained_cigit_c(ds, {**small, **params})
+    return model, data[2], lambda gen: (lambda: model._train_epoch(0, *data, gen, opts, EpochLosses()))
 
 
 def test_cigit_c_multiply_adds_match_torchs_count_of_an_epoch():
@@ -566,19 +573,16 @@ def test_bench_cigit_c_epoch_vs_flop_bound(benchmark, load_real, torch_threads, 
     their epochs are not this benchmark's), so rounds train on.
     """
     from mmclust.data import incomplete
-    from mmclust.methods.cigit_c import CIGITC, _device_views
     from mmclust.methods.nets import EpochLosses
     from mmclust.runtime import torch_generator
 
     ds = incomplete(load_real("bdgp"), 0.5, 0)
-    model = CIGITC(max_epochs=0, pretrain_epochs=0, gan_pretrain_epochs=0, kmeans_n_init=1, random_state=0,
-                   device=str(bench_device)).fit(ds)
-    x_img, x_txt, rows = _device_views(ds, bench_device)
-    present = [np.asarray(ds.present[v], bool) for v in ds.views]
-    gen, opts, losses = torch_generator(0, bench_device), model._optimizers(), EpochLosses()
+    model, data, opts = untrained_cigit_c(ds, dict(kmeans_n_init=1, random_state=0), bench_device)
+    rows = data[2]
+    gen, losses = torch_generator(0, bench_device), EpochLosses()
 
     def epoch():
-        return model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, losses)
+        return model._train_epoch(0, *data, gen, opts, losses)
 
     epoch = _on_device_finish(epoch, bench_device)
     epoch()  # the first epoch of a process (or of a new thread count) compiles the minibatch layer's kernels
@@ -658,16 +662,16 @@ def test_each_cigit_c_epoch_of_a_phase_has_the_same_multiply_adds():
     assert abs(counts["max_epochs"] / 4 / by_shapes - 1) < 0.02, (counts["max_epochs"] / 4, by_shapes)
 
 
-def test_minibatch_kernels_stand_in_for_the_recorded_cdist_calls():
+def test_minibatch_kernels_stand_in_for_the_recorded_cdist_calls(monkeypatch, cpp_compiler):
     """The substitutes run the layer's fused kernels on operands made from the recorded cdist calls: the forward
     gives the closeness features of the same rows, the backward the layer's gradient formula on them; a batch of fewer
     than ``FUSED_MIN_ROWS`` rows replays cdist, as the run does; and a replay given them calls no cdist for the rest."""
     from mmclust.methods.nets import FUSED_MIN_ROWS, _closeness_backward
 
     aten = torch.ops.aten
+    monkeypatch.delenv("MMCLUST_COMPILE", raising=False)  # about the fused path, even in a session run without it
     subs = minibatch_kernel_substitutes("cpu")
-    if not subs:
-        pytest.skip("the minibatch layer's fused kernels cannot be built here (MMCLUST_COMPILE=0 or no C++ compiler)")
+    assert subs, "a C++ compiler is here, but the minibatch layer's kernels did not build"
     assert minibatch_kernel_substitutes("meta") == {}
     gen = torch.Generator().manual_seed(0)
     for rows, fused in ((FUSED_MIN_ROWS, True), (FUSED_MIN_ROWS - 1, False), (40, True)):
@@ -808,26 +812,26 @@ def test_bench_cigit_c_run_flop_bound(benchmark, load_real):
     """
     from mmclust.data import incomplete
     from mmclust.methods.cigit_c import CIGITC
+    from mmclust.repro.threads import limit_threads
 
     ds = incomplete(load_real("bdgp"), 0.5, 0)
     # k-means restarts add no matrix products (scikit-learn, on the host): one is enough for the count
-    counts = cigit_c_run_multiply_adds(ds, {**CIGITC.params_for_dataset("bdgp"), "random_state": 0, "device": "cpu",
-                                            "kmeans_n_init": 1})
+    params = {**CIGITC.params_for_dataset("bdgp"), "random_state": 0, "device": "cpu", "kmeans_n_init": 1}
+    counts = cigit_c_run_multiply_adds(ds, params)
     macs = sum(counts.values())
     assert counts["max_epochs"] > counts["pretrain_epochs"] > 0
     benchmark.extra_info.update(multiply_adds=macs, **{f"{phase}_multiply_adds": v for phase, v in counts.items()})
     n_mm = 1 if benchmark.disabled else max(1, round(macs / 512**3 / 10))
     tenth = _square_products(n_mm)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    restore = limit_threads(2)
     try:
         benchmark.pedantic(tenth, rounds=3, iterations=1)
     finally:
-        torch.set_num_threads(before)
+        restore()
     if not benchmark.disabled:
         bound_s = square_matmul_seconds(benchmark.stats.stats.min, n_mm, macs)
         benchmark.extra_info.update(bound_s=bound_s, target_s=60.0, bound_to_target=bound_s / 60.0, torch_threads=2)
-        floor = cigit_c_run_floor(ds, {**CIGITC.params_for_dataset("bdgp"), "random_state": 0, "kmeans_n_init": 1}, threads=2)
+        floor = cigit_c_run_floor(ds, params, threads=2)
         benchmark.extra_info.update(**{f"{phase}_floor_s": v for phase, v in floor.items()}, floor_s=sum(floor.values()),
                                     floor_to_target=sum(floor.values()) / 60.0)
 
@@ -839,26 +843,25 @@ def cigit_c_run_floor(ds, params: dict, threads: int, repeat: int = 3) -> dict:
     fit runs of that phase. What this implementation's epochs cannot go below on this machine, however much the rest
     of their work is sped up (the code outside the epochs, initial codes and k-means, is left out: the floor errs
     low)."""
-    from mmclust.methods.cigit_c import CIGITC, _device_views
+    from mmclust.methods.cigit_c import CIGITC
     from mmclust.methods.nets import EpochLosses
+    from mmclust.repro.threads import limit_threads
     from mmclust.runtime import torch_generator
 
     epochs = CIGITC(**params)
     run_epochs = {phase: getattr(epochs, phase) for phase in RUN_PHASES}
     if not epochs.use_gan:  # fit skips the GAN warm-up
         run_epochs["gan_pretrain_epochs"] = 0
-    model = CIGITC(**{**params, **dict.fromkeys(RUN_PHASES, 0), "device": "cpu"}).fit(ds)
-    x_img, x_txt, rows = _device_views(ds, "cpu")
-    present = [np.asarray(ds.present[v], bool) for v in ds.views]
-    gen, opts, losses = torch_generator(0), model._optimizers(), EpochLosses()
+    model, data, opts = untrained_cigit_c(ds, params)
+    x_img, x_txt, rows, _ = data
+    gen, losses = torch_generator(0), EpochLosses()
     model.set_params(pretrain_epochs=1)
     one_epoch = {"pretrain_epochs": lambda: model._pretrain(x_img, x_txt, rows, gen, "cpu"),
-                 "gan_pretrain_epochs": lambda: model._gan_warmup_epoch(0, x_img, x_txt, rows, present, gen, opts, losses),
-                 "max_epochs": lambda: model._train_epoch(0, x_img, x_txt, rows, present, gen, opts, losses)}
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+                 "gan_pretrain_epochs": lambda: model._gan_warmup_epoch(0, *data, gen, opts, losses),
+                 "max_epochs": lambda: model._train_epoch(0, *data, gen, opts, losses)}
+    restore = limit_threads(threads)
     try:
         return {phase: sum(floor_seconds(record_calls(one_epoch[phase])[0], "cpu", repeat).values()) * run_epochs[phase]
                 if run_epochs[phase] else 0.0 for phase in RUN_PHASES}
     finally:
-        torch.set_num_threads(before)
+        restore()
